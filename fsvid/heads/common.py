@@ -1,0 +1,96 @@
+"""What every few-shot head shares: the output object and support-set bookkeeping.
+
+A head is called as ``head(support, support_labels, query, query_labels=None)``:
+
+- ``support``: (support videos, ...) features, in any order of classes;
+- ``support_labels``: (support videos,) integer task labels;
+- ``query``: (queries, ...) features;
+- ``query_labels``: (queries,) task labels, needed only by heads with a training-time
+  auxiliary task (MASTAF's global classifier).
+
+Logit column ``c`` always belongs to the ``c``-th smallest support label (for the usual
+task labels ``0..way-1`` this is label ``c`` itself), exactly as the released code orders
+classes with ``torch.unique``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+
+@dataclass
+class HeadOutput:
+    """The result of a head. ``logits`` is always set; the other fields are method-specific.
+
+    - ``logits``: (queries, way), the score used for classification.
+    - ``qc_logits``: (queries, way), STRM's query-class similarity classifier.
+    - ``dense_logits``: (queries, way, *positions), MASTAF's per-position training score.
+    - ``global_logits``: (queries, n_train_classes, *positions), MASTAF's global classifier.
+    - ``extras``: anything a notebook may want to look at (attention maps, tuple matches).
+    """
+
+    logits: Tensor
+    qc_logits: Tensor | None = None
+    dense_logits: Tensor | None = None
+    global_logits: Tensor | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SupportGroups:
+    """The support set regrouped by class.
+
+    ``features``: (way, shots, ...) with class ``c`` the ``c``-th smallest label;
+    ``classes``: (way,) the label values in column order.
+    """
+
+    features: Tensor
+    classes: Tensor
+
+    @property
+    def way(self) -> int:
+        return self.features.shape[0]
+
+    @property
+    def shots(self) -> int:
+        return self.features.shape[1]
+
+
+def group_support(support: Tensor, support_labels: Tensor) -> SupportGroups:
+    """Sort the support set by label and reshape it to (way, shots, ...).
+
+    Raises ``ValueError`` when the classes do not all have the same number of shots, or when
+    labels and videos disagree in number.
+    """
+    if support_labels.dim() != 1:
+        raise ValueError(f"support_labels must be 1-D, got shape {tuple(support_labels.shape)}")
+    if support.shape[0] != support_labels.shape[0]:
+        raise ValueError(
+            f"support has {support.shape[0]} videos but support_labels has {support_labels.shape[0]} labels"
+        )
+    labels = support_labels.long()
+    classes, counts = torch.unique(labels, sorted=True, return_counts=True)
+    if not bool((counts == counts[0]).all()):
+        per_class = {int(c): int(n) for c, n in zip(classes, counts)}
+        raise ValueError(f"every class needs the same number of support videos, got {per_class}")
+    order = torch.argsort(labels, stable=True)
+    way, shots = classes.numel(), int(counts[0])
+    features = support[order].reshape(way, shots, *support.shape[1:])  # (way, shots, ...)
+    return SupportGroups(features=features, classes=classes)
+
+
+def labels_to_columns(labels: Tensor, classes: Tensor) -> Tensor:
+    """Map label values to logit columns (position of each label in ``classes``).
+
+    Raises ``ValueError`` for a label that is not one of the support classes.
+    """
+    labels = labels.long()
+    match = labels.unsqueeze(-1) == classes.to(labels.device).unsqueeze(0)  # (n, way)
+    if not bool(match.any(-1).all()):
+        missing = sorted({int(x) for x in labels[~match.any(-1)]})
+        raise ValueError(f"labels {missing} are not among the support classes {classes.tolist()}")
+    return match.long().argmax(-1)
