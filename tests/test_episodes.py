@@ -196,3 +196,34 @@ def test_malformed_and_missing_entries_through_from_split(tmp_path: Path, frames
     assert dataset.class_names == ["ApplyEyeMakeup", "train8", "zz"] and len(dataset.videos) == 9
     with pytest.raises(IndexError, match="out of range"):
         dataset[len(dataset)]
+
+
+def test_decoded_video_memory_gives_the_same_episodes_and_decodes_once(
+    frames_data: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fsvid.data.episodes as episodes
+
+    split, root = frames_data
+    plain = small(split, root, train=True, num_tasks=6)
+    cached = small(split, root, train=True, num_tasks=6, memory_bytes=10**9)
+    opened: list[str] = []
+    real_open = episodes.open_video
+    monkeypatch.setattr(episodes, "open_video", lambda path, **kw: opened.append(str(path)) or real_open(path, **kw))
+    for index in range(6):
+        a, b = plain[index], cached[index]
+        assert torch.equal(a.support, b.support) and torch.equal(a.query, b.query)
+    videos_used = {v for i in range(6) for v in cached[i].support_videos + cached[i].query_videos}
+    opened.clear()
+    for index in range(6):  # every video is in memory now: nothing is opened again
+        cached[index]
+    assert opened == [] and len(cached.memory) == len(videos_used)
+
+
+def test_decoded_video_memory_respects_its_budget(frames_data: tuple[Path, Path]) -> None:
+    split, root = frames_data
+    one_video = 12 * 3 * 24 * 32  # 12 frames of 24 x 32 RGB
+    dataset = small(split, root, train=False, num_tasks=3, memory_bytes=2 * one_video)
+    reference = small(split, root, train=False, num_tasks=3)
+    for index in range(3):
+        assert torch.equal(dataset[index].support, reference[index].support)
+    assert len(dataset.memory) == 2 and dataset.memory.used == 2 * one_video

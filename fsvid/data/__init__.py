@@ -30,7 +30,15 @@ Typical use::
         episode.query_labels   # (5,) in 0..4
 """
 
-from fsvid.data.episodes import Episode, EpisodeDataset, ShortVideoPolicy, Task, TaskSampler, load_clip
+from fsvid.data.episodes import (
+    DecodedVideoMemory,
+    Episode,
+    EpisodeDataset,
+    ShortVideoPolicy,
+    Task,
+    TaskSampler,
+    load_clip,
+)
 from fsvid.data.sampling import FrameSampling, sample_frame_indices, trx_frame_indices, tsn_frame_indices
 from fsvid.data.splits import (
     FRAME_EXTENSIONS,
@@ -61,6 +69,7 @@ __all__ = [
     "Task",
     "TaskSampler",
     "load_clip",
+    "DecodedVideoMemory",
     "FrameSampling",
     "sample_frame_indices",
     "trx_frame_indices",

@@ -177,6 +177,36 @@ class TaskSampler:
         return Task(index, classes.astype(np.int64), support, query)
 
 
+class DecodedVideoMemory:
+    """Keeps whole decoded videos in memory, so that each video is decoded only once.
+
+    Worth it for small datasets read many times (the synthetic set: about 0.5 MB per
+    video); ``max_bytes`` bounds the memory, videos beyond it are decoded on every read.
+    Each DataLoader worker process holds its own copy.
+    """
+
+    def __init__(self, max_bytes: int = 2 * 1024**3) -> None:
+        self.max_bytes = max_bytes
+        self.used = 0
+        self._videos: dict[str, Tensor] = {}
+
+    def __len__(self) -> int:
+        return len(self._videos)
+
+    def frames(self, source: VideoSource, decode_threads: int = 1) -> Tensor:
+        """All frames of ``source``, (n, 3, H, W) uint8, decoded on first use."""
+        key = str(source.path)
+        video = self._videos.get(key)
+        if video is None:
+            reader = open_video(source.path, num_threads=decode_threads)
+            video = reader.read(list(range(len(reader))))  # (n, 3, H, W)
+            size = video.numel() * video.element_size()
+            if self.used + size <= self.max_bytes:
+                self._videos[key] = video
+                self.used += size
+        return video
+
+
 def load_clip(
     source: VideoSource,
     frames: int,
@@ -185,9 +215,15 @@ def load_clip(
     rng: np.random.Generator | None = None,
     sampling: FrameSampling = "trx",
     decode_threads: int = 1,
+    memory: DecodedVideoMemory | None = None,
 ) -> Tensor:
-    """Read one clip: sample ``frames`` indices, decode only those, transform.
-    Returns what ``transform`` returns, (L, 3, crop, crop) for :class:`ClipTransform`."""
+    """Read one clip: sample ``frames`` indices, decode only those (or take them from
+    ``memory``), transform. Returns what ``transform`` returns, (L, 3, crop, crop) for
+    :class:`ClipTransform`."""
+    if memory is not None:
+        video = memory.frames(source, decode_threads)  # (n, 3, H, W)
+        indices = sample_frame_indices(video.shape[0], frames, train, rng, sampling)  # (L,)
+        return transform(video[torch.from_numpy(indices)], rng)
     reader = open_video(source.path, num_threads=decode_threads)
     indices = sample_frame_indices(len(reader), frames, train, rng, sampling)  # (L,)
     clip = reader.read(indices.tolist())  # (L, 3, H, W) uint8
@@ -212,6 +248,8 @@ class EpisodeDataset(Dataset):
             sorted classes of ``videos``. Pass the full list when some videos are missing.
         progress: show a progress bar while counting frames (``"drop"`` policy).
         decode_threads: decord threads per video (1 suits DataLoader workers).
+        memory_bytes: keep up to this many bytes of decoded videos in memory
+            (:class:`DecodedVideoMemory`); 0 (default) decodes the sampled frames on every read.
     """
 
     def __init__(
@@ -231,6 +269,7 @@ class EpisodeDataset(Dataset):
         class_names: Sequence[str] | None = None,
         progress: bool = True,
         decode_threads: int = 1,
+        memory_bytes: int = 0,
     ) -> None:
         if frames < 1:
             raise ValueError(f"frames must be at least 1, got {frames}")
@@ -256,6 +295,7 @@ class EpisodeDataset(Dataset):
         self.sampling = sampling
         self.short_videos = short_videos
         self.decode_threads = decode_threads
+        self.memory = DecodedVideoMemory(memory_bytes) if memory_bytes > 0 else None
         self.sampler = TaskSampler([index_of[v.class_name] for v in videos], self.class_names, way, shot, query, seed)
 
     @classmethod
@@ -280,6 +320,7 @@ class EpisodeDataset(Dataset):
         on_missing: Literal["error", "skip"] = "error",
         progress: bool = True,
         decode_threads: int = 1,
+        memory_bytes: int = 0,
     ) -> EpisodeDataset:
         """Read ``split_file``, find its videos under ``data_root`` and build the dataset.
 
@@ -297,6 +338,7 @@ class EpisodeDataset(Dataset):
             videos, way=way, shot=shot, query=query, frames=frames, train=train, num_tasks=num_tasks,
             seed=seed, transform=transform, sampling=sampling, short_videos=short_videos,
             class_names=split_classes(entries), progress=progress, decode_threads=decode_threads,
+            memory_bytes=memory_bytes,
         )
 
     def __len__(self) -> int:
@@ -314,7 +356,8 @@ class EpisodeDataset(Dataset):
 
         def clips(video_indices: np.ndarray) -> tuple[Tensor, list[str]]:
             sources = [self.videos[v] for v in video_indices.reshape(-1)]  # class by class
-            tensors = [load_clip(s, self.frames, self.train, self.transform, clip_rng, self.sampling, self.decode_threads)
+            tensors = [load_clip(s, self.frames, self.train, self.transform, clip_rng, self.sampling, self.decode_threads,
+                                 self.memory)
                        for s in sources]
             return torch.stack(tensors), [s.key for s in sources]  # (C*K, L, 3, H, W)
 
