@@ -1,0 +1,189 @@
+"""Forward + backward time per episode of every head, at the papers' sizes.
+
+    python benchmarks/bench_heads.py                # CPU, and CUDA when present
+    python benchmarks/bench_heads.py --devices cpu --repeats 3
+    python benchmarks/bench_heads.py --small        # tiny sizes, a quick smoke run
+
+One episode: 5-way 5-shot, 5 queries per class (25 support + 25 query videos), L = 8 frames,
+D = 2048, D' = 1152; TRX with Omega = {2, 3}; STRM with 16 patches per frame (Omega = {2});
+MASTAF with 49 positions (2048 x 1 x 7 x 7 maps) and 64 training classes for the global
+classifier. The inputs require gradients, as backbone features do in training; the heads
+run in training mode (dropout on) and the step is ``loss.backward()`` of the head's loss.
+
+``trx-reference`` is ``reference_trx_loop.py``: the same TRX (same parameters) written the
+straightforward way (project each tuple's concatenation, loop over classes and queries). The
+script first checks that it gives the same logits and input gradients as ``TRXHead`` (eval
+mode, allclose), then times every head in turn, interleaved, and prints the median (and the
+fastest) milliseconds per episode and the speed-up of ``TRXHead`` over the reference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from reference_trx_loop import reference_trx_logits  # noqa: E402
+
+from fsvid.heads import PrototypeHead, STRMHead, TRXHead  # noqa: E402
+from fsvid.losses import episode_cross_entropy, mastaf_loss, strm_loss  # noqa: E402
+
+try:  # the MASTAF head lives in fsvid.heads.mastaf
+    from fsvid.heads.mastaf import MASTAFHead
+except ModuleNotFoundError:  # hook: the row is skipped until the module exists
+    MASTAFHead = None
+
+
+def make_inputs(shape: tuple[int, ...], way: int, shots: int, per_class: int, device: torch.device, seed: int = 0):
+    """Random features for one episode (support in shuffled class order), requiring gradients."""
+    g = torch.Generator().manual_seed(seed)
+    support_labels = torch.arange(way).repeat_interleave(shots)[torch.randperm(way * shots, generator=g)]
+    query_labels = torch.arange(way).repeat_interleave(per_class)
+    support = torch.randn(way * shots, *shape, generator=g)
+    query = torch.randn(way * per_class, *shape, generator=g)
+    if len(shape) == 4 and shape[1] == 1:  # MASTAF maps: non-negative like post-ReLU features
+        support, query = support.relu(), query.relu()
+    return [t.to(device) for t in (support, support_labels, query, query_labels)]
+
+
+def episode_step(head: nn.Module, loss_of: Callable, inputs: list[Tensor]) -> Callable[[], None]:
+    """A closure running one forward + backward."""
+    support, support_labels, query, query_labels = inputs
+    support.requires_grad_(True)
+    query.requires_grad_(True)
+
+    def step() -> None:
+        head.zero_grad(set_to_none=True)
+        support.grad = query.grad = None
+        loss_of(head, support, support_labels, query, query_labels).backward()
+
+    return step
+
+
+def timed(step: Callable[[], None], device: torch.device) -> float:
+    """Milliseconds of one call."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    step()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return (time.perf_counter() - start) * 1000.0
+
+
+def check_reference(head: TRXHead, inputs: list[Tensor]) -> str:
+    """Logits and input gradients of TRXHead vs the reference loop, in eval mode."""
+    support, support_labels, query, query_labels = [t.detach() for t in inputs]
+    head.eval()
+    results = []
+    for compute in (lambda s, q: head(s, support_labels, q).logits, lambda s, q: reference_trx_logits(head, s, support_labels, q)):
+        s, q = support.clone().requires_grad_(True), query.clone().requires_grad_(True)
+        logits = compute(s, q)
+        nn.functional.cross_entropy(logits, query_labels, reduction="sum").backward()
+        results.append((logits.detach(), s.grad, q.grad))
+    head.train()
+    (fast, fast_s, fast_q), (ref, ref_s, ref_q) = results
+    scale = float(ref.abs().max())
+    same_logits = torch.allclose(fast, ref, rtol=1e-4, atol=1e-5 * scale)
+    same_grads = torch.allclose(fast_s, ref_s, rtol=1e-3, atol=1e-4 * float(ref_s.abs().max())) and torch.allclose(
+        fast_q, ref_q, rtol=1e-3, atol=1e-4 * float(ref_q.abs().max())
+    )
+    worst = float(((fast - ref).abs() / ref.abs().clamp_min(1e-12)).max())
+    if not (same_logits and same_grads):
+        raise SystemExit(f"TRXHead and the reference loop disagree (max relative logit difference {worst:.2e})")
+    return f"TRXHead == reference loop: logits allclose (max rel. diff {worst:.1e}), input gradients allclose"
+
+
+def build(device: torch.device, small: bool) -> dict[str, tuple[nn.Module, Callable, list[Tensor]]]:
+    """Every head with its loss and inputs, at the papers' sizes (or tiny ones with ``small``)."""
+    way, shots, per_class, seq_len = 5, 5, 5, 8
+    dim, out_dim, patches, positions, n_global = (2048, 1152, 16, 49, 64) if not small else (64, 32, 16, 49, 8)
+    side = int(positions**0.5)
+    torch.manual_seed(0)
+    frames = make_inputs((seq_len, dim), way, shots, per_class, device)
+    ce = lambda head, s, sl, q, ql: episode_cross_entropy(head(s, sl, q), ql)  # noqa: E731
+    trx = TRXHead(dim, out_dim, seq_len, (2, 3)).to(device).train()
+    heads = {
+        "prototype": (PrototypeHead().to(device).train(), ce, frames),
+        "trx": (trx, ce, frames),
+        "trx-reference": (
+            trx,
+            lambda head, s, sl, q, ql: episode_cross_entropy_of(reference_trx_logits(head, s, sl, q), ql),
+            frames,
+        ),
+        "strm": (
+            STRMHead(dim, out_dim, seq_len, patches).to(device).train(),
+            lambda head, s, sl, q, ql: strm_loss(head(s, sl, q), ql),
+            make_inputs((seq_len, patches, dim), way, shots, per_class, device, seed=1),
+        ),
+    }
+    if MASTAFHead is not None:
+        maps = make_inputs((dim, 1, side, side), way, shots, per_class, device, seed=2)
+        global_labels = torch.randint(0, n_global, (way * per_class,), generator=torch.Generator().manual_seed(3)).to(device)
+        heads["mastaf"] = (
+            MASTAFHead(positions=positions, channels=dim, n_global=n_global).to(device).train(),
+            lambda head, s, sl, q, ql: mastaf_loss(head(s, sl, q, ql), ql, global_labels),
+            maps,
+        )
+    return heads
+
+
+def episode_cross_entropy_of(logits: Tensor, labels: Tensor) -> Tensor:
+    return nn.functional.cross_entropy(logits, labels, reduction="sum")
+
+
+def run(device: torch.device, repeats: int, warmup: int, small: bool, only: list[str] | None = None) -> None:
+    heads = build(device, small)
+    print(f"\n== {device} ({torch.get_num_threads()} CPU threads)" + (" [small sizes]" if small else ""))
+    print(check_reference(heads["trx"][0], heads["trx"][2]))
+    selected = set(only or heads) | {"trx", "trx-reference"}
+    steps = {name: episode_step(head, loss_of, inputs) for name, (head, loss_of, inputs) in heads.items() if name in selected}
+    for _ in range(warmup):
+        for step in steps.values():
+            step()
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(repeats):  # interleaved, so background load hits every head alike
+        for name, step in steps.items():
+            times[name].append(timed(step, device))
+    print(f"{'head':<15}{'median ms':>12}{'fastest ms':>12}")
+    for name, values in times.items():
+        print(f"{name:<15}{statistics.median(values):>12.1f}{min(values):>12.1f}")
+    if MASTAFHead is None and only is None:
+        print("mastaf         (fsvid.heads.mastaf not available: skipped)")
+    ratio = statistics.median(times["trx-reference"]) / statistics.median(times["trx"])
+    best = min(times["trx-reference"]) / min(times["trx"])
+    paired = statistics.median(r / f for r, f in zip(times["trx-reference"], times["trx"]))
+    print(
+        f"TRX speed-up over the per-tuple, per-class loop: {ratio:.1f}x (medians), {best:.1f}x (fastest), "
+        f"{paired:.1f}x (median of paired ratios)"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--devices", nargs="+", default=None, help="cpu and/or cuda (default: cpu, plus cuda if present)")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--small", action="store_true", help="tiny sizes for a quick smoke run")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--only", nargs="+", default=None, help="time only these heads (the TRX check always runs)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
+    for name in devices:
+        if name == "cuda" and not torch.cuda.is_available():
+            print("\n== cuda: not available, skipped")
+            continue
+        run(torch.device(name), args.repeats, args.warmup, args.small, args.only)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,28 @@
+"""Few-shot heads: ``head(support, support_labels, query, query_labels=None) -> HeadOutput``.
+
+- ``PrototypeHead``: frame-mean prototypes (baseline);
+- ``TRXHead``: the temporal-relational cross-transformer (TRX; STRM's TRM with Omega = {2});
+- ``STRMHead``: spatio-temporal relation modeling (PLE, FLE, TRM, query-class classifier);
+- ``MASTAFHead``: model-agnostic spatio-temporal attention fusion (``fsvid.heads.mastaf``).
+"""
+
+from .common import HeadOutput, SupportGroups, group_support, labels_to_columns
+from .mastaf import MASTAFHead
+from .positional import PositionalEncoding
+from .prototype import PrototypeHead
+from .strm import STRM_ABLATIONS, STRMHead
+from .trx import TemporalCrossTransformer, TRXHead
+
+__all__ = [
+    "HeadOutput",
+    "SupportGroups",
+    "group_support",
+    "labels_to_columns",
+    "PositionalEncoding",
+    "PrototypeHead",
+    "TRXHead",
+    "TemporalCrossTransformer",
+    "STRMHead",
+    "STRM_ABLATIONS",
+    "MASTAFHead",
+]
