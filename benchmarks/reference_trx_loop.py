@@ -60,3 +60,44 @@ def reference_trx_logits(head: TRXHead, support: Tensor, support_labels: Tensor,
     """The mean over the head's cardinalities of ``reference_cross_transformer``."""
     per_cardinality = [reference_cross_transformer(t, support, support_labels, query) for t in head.cross_transformers]
     return torch.stack(per_cardinality, dim=-1).mean(dim=-1)
+
+
+def tuple_loop_cross_transformer(
+    transformer: TemporalCrossTransformer, support: Tensor, support_labels: Tensor, queries: Tensor
+) -> Tensor:
+    """One cardinality, as METHODS.md states it, loop by loop: every tuple is concatenated and
+    projected on its own, and for every class and every query tuple the attention over the
+    class's support tuples is computed separately (vectorised over the queries only)."""
+    support = transformer.positional_encoding(support)
+    queries = transformer.positional_encoding(queries)
+
+    def project(videos: Tensor) -> tuple[Tensor, Tensor]:
+        keys, values = [], []
+        for frames in transformer.tuples:  # one tuple at a time: [x_i; x_j; ...] (videos, w*D)
+            concatenated = videos[:, frames].flatten(1)
+            keys.append(transformer.key_norm(transformer.key_map(concatenated)))
+            values.append(transformer.value_map(concatenated))
+        return torch.stack(keys, 1), torch.stack(values, 1)  # (videos, T, D') each
+
+    support_keys, support_values = project(support)
+    query_keys, query_values = project(queries)
+    n_tuples = len(transformer.tuples)
+    classes = torch.unique(support_labels)
+    columns = []
+    for c in classes:
+        members = support_labels == c
+        class_keys = support_keys[members].flatten(0, 1)  # (shots*T, D')
+        class_values = support_values[members].flatten(0, 1)
+        distance = torch.zeros(queries.shape[0], dtype=query_values.dtype, device=queries.device)
+        for t in range(n_tuples):  # one query tuple at a time
+            scores = query_keys[:, t] @ class_keys.T / math.sqrt(transformer.out_dim)  # (queries, shots*T)
+            prototype = torch.softmax(scores, dim=-1) @ class_values  # (queries, D')
+            distance = distance + ((query_values[:, t] - prototype) ** 2).sum(-1)
+        columns.append(-distance / n_tuples)
+    return torch.stack(columns, dim=-1)  # (queries, way)
+
+
+def tuple_loop_trx_logits(head: TRXHead, support: Tensor, support_labels: Tensor, query: Tensor) -> Tensor:
+    """The mean over the head's cardinalities of ``tuple_loop_cross_transformer``."""
+    per_cardinality = [tuple_loop_cross_transformer(t, support, support_labels, query) for t in head.cross_transformers]
+    return torch.stack(per_cardinality, dim=-1).mean(dim=-1)
