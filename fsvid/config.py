@@ -44,7 +44,7 @@ class DataConfig:
     (synthetic) or ``<root>/../splits``."""
     split_id: str = "01"
     frames: int = 8
-    sampling: str = field(default="trx", metadata=_choices("trx", "segments"))
+    sampling: str = field(default="trx", metadata=_choices("trx", "tsn"))
     resize: int = 72
     crop: int = 64
     flip: bool = False
@@ -52,6 +52,17 @@ class DataConfig:
     short_videos: str = field(default="drop", metadata=_choices("drop", "repeat"))
     on_missing: str = field(default="error", metadata=_choices("error", "skip"))
     workers: int = 0
+    memory_mb: int = 0
+    """Keep up to this many MB of decoded videos in memory, so each is decoded once (worth it
+    for the small synthetic set; each DataLoader worker keeps its own)."""
+    cache: str | None = None
+    """Feature cache for a frozen backbone (``fsvid.cache``): ``None`` runs the backbone on the
+    videos of every task; ``auto`` keeps each split's features in ``<run folder>/cache``; a
+    path keeps them there (shareable by runs with the same backbone). Built on first use, in
+    ``<cache>/<split>_<backbone weights hash>``. Training from it needs ``model.trainable: none``."""
+    cache_views: int = 0
+    """Augmented training views per video in the training split's cache (0: train on the
+    test view only, without augmentation)."""
     synthetic_classes: int = 48
     synthetic_videos_per_class: int = 24
     synthetic_frames: int = 24
@@ -82,6 +93,10 @@ class ModelConfig:
     trainable: str = field(default="all", metadata=_choices("all", "last", "none"))
     feature_dim: int | None = None
     """Channels of the small CNN's output; ``None`` for the backbone's own."""
+    widths: list[int] | None = None
+    """Channels of the small CNN's first three blocks; ``None`` for its default (32, 64, 128)."""
+    coordinates: bool = False
+    """Small CNN: append x/y coordinate channels to each frame (CoordConv)."""
     patch_grid: int = 4
     projection_dim: int = 1152
     """D', the key/value size of the cross-transformer."""
@@ -196,6 +211,11 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected a list, got {value!r}")
         return [_coerce(v, item_type, f"{where}[{i}]") for i, v in enumerate(value)]
     if annotation is float:
+        if isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
         return float(value)
@@ -268,6 +288,8 @@ def validate(config: RunConfig) -> RunConfig:
         problems.append(f"model.tuple_fraction must be in (0, 1], got {config.model.tuple_fraction}")
     if config.train.tasks_per_step < 1:
         problems.append(f"train.tasks_per_step must be at least 1, got {config.train.tasks_per_step}")
+    if config.data.cache_views < 0:
+        problems.append(f"data.cache_views must be non-negative, got {config.data.cache_views}")
     if config.train.lr <= 0:
         problems.append(f"train.lr must be positive, got {config.train.lr}")
     if problems:

@@ -495,3 +495,16 @@ def test_every_name_builds_with_its_feature_dim() -> None:
     with torch.device("meta"):
         for name, dim in dims.items():
             assert build_backbone(name).feature_dim == dim, name
+
+
+def test_small_cnn_coordinate_channels_are_appended_to_every_frame():
+    torch.manual_seed(0)
+    backbone = SmallCNN(feature_dim=16, widths=(8, 8, 16), coordinates=True, output="maps").eval()
+    assert backbone.blocks[0].conv.in_channels == 5
+    clips = torch.rand(2, 3, 3, 32, 32)
+    frames = clips.flatten(0, 1)
+    xs = torch.linspace(-1, 1, 32).view(1, 1, 32).expand(6, 32, 32)  # x varies along the width
+    ys = torch.linspace(-1, 1, 32).view(1, 32, 1).expand(6, 32, 32)
+    by_hand = backbone.blocks(torch.cat([frames, xs.unsqueeze(1), ys.unsqueeze(1)], dim=1))
+    expected = by_hand.unflatten(0, (2, 3)).transpose(1, 2)  # (videos, D, L, h, w)
+    torch.testing.assert_close(backbone(clips), expected)

@@ -30,8 +30,11 @@ def test_overrides_change_single_fields_with_types():
     assert config.train.tasks == RunConfig().train.tasks  # untouched
 
 
-def test_integer_given_for_float_is_accepted():
+def test_integer_and_exponent_forms_are_accepted_for_floats():
     assert load_config(None, ["train.lr=1"]).train.lr == 1.0
+    assert load_config(None, ["train.lr=1e-3"]).train.lr == 0.001
+    with pytest.raises(ConfigError, match="train.lr: expected a number"):
+        load_config(None, ["train.lr=fast"])
 
 
 def test_unknown_key_lists_the_valid_ones():

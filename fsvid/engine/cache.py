@@ -1,0 +1,199 @@
+"""Training and evaluation from the feature cache (:mod:`fsvid.cache`).
+
+With a frozen backbone every task would run the same videos through the same network again;
+the cache runs each video of a split once. The engine uses it in two ways:
+
+- **training** (``data.cache`` set, ``model.trainable: none``): the head is trained on
+  :class:`fsvid.cache.FeatureEpisodeDataset` tasks (the same tasks as from the videos; with
+  ``data.cache_views > 0`` each video of a training task takes one of that many augmented
+  views, drawn from the task's seed);
+- **evaluation** (``data.cache`` set, or ``evaluate_run(..., cache=...)``): the test split's
+  features are computed once with the model's backbone (trained or not), then the prototype,
+  TRX and STRM heads score 10,000 tasks from per-video precomputations
+  (:class:`fsvid.cache.PrecomputedTRX`, ...), MASTAF with its head on cached features.
+
+A split's cache lives in ``<root>/<split>_<first 12 hex digits of the backbone's weight
+hash>``, so caches of different weights never collide, and a cache folder shared by runs with
+the same frozen backbone is reused. ``<root>`` is ``data.cache`` (``auto``: the run folder's
+``cache/``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from fsvid.cache import (
+    CacheMismatchError,
+    FeatureCache,
+    FeatureEpisodeDataset,
+    PrecomputedPrototypes,
+    PrecomputedSTRM,
+    PrecomputedTRX,
+    build_feature_cache_from_dataset,
+    evaluate_precomputed,
+    module_sha256,
+)
+from fsvid.config import ConfigError, RunConfig
+from fsvid.data import EpisodeDataset
+from fsvid.engine.distributed import Distributed
+from fsvid.engine.evaluate import EvalResult, evaluate_model, fingerprint_of, task_digest, task_list_of
+from fsvid.engine.metrics import confusion_matrix, mean_and_ci
+from fsvid.heads import PrototypeHead, STRMHead, TRXHead
+
+
+def cache_root(config: RunConfig, run_folder: Path | None = None) -> Path:
+    """The folder holding a run's split caches: ``data.cache``, or for ``auto`` the run folder's ``cache/``."""
+    if config.data.cache is None:
+        raise ConfigError("data.cache is not set (use data.cache=auto or data.cache=/path/to/caches)")
+    if config.data.cache == "auto":
+        from fsvid.engine.runs import run_dir
+
+        return (run_folder or run_dir(config)) / "cache"
+    return Path(config.data.cache).expanduser()
+
+
+def cache_folder(root: str | Path, split: str, backbone: nn.Module) -> Path:
+    """``<root>/<split>_<weights hash>``: the cache of ``split`` for these backbone weights."""
+    return Path(root) / f"{split}_{module_sha256(backbone)[:12]}"
+
+
+def split_cache(
+    config: RunConfig,
+    dataset: EpisodeDataset,
+    backbone: nn.Module,
+    split: str,
+    root: str | Path,
+    views: int = 0,
+    progress: bool = True,
+    overwrite: bool = False,
+    distributed: Distributed | None = None,
+) -> FeatureCache:
+    """The cache of ``dataset``'s videos for ``backbone``: opened, finished or built (by rank 0,
+    while the other processes wait)."""
+    distributed = distributed or Distributed()
+    folder = cache_folder(root, split, backbone)
+    if distributed.main:
+        cache = build_feature_cache_from_dataset(
+            folder,
+            dataset,
+            backbone,
+            train_views=views,
+            backbone_name=config.model.backbone,
+            weights_file=config.model.backbone_weights if _is_file(config.model.backbone_weights) else None,
+            num_workers=config.data.workers,
+            overwrite=overwrite,
+            progress=progress,
+        )
+    distributed.barrier()
+    return cache if distributed.main else FeatureCache(folder)
+
+
+def _is_file(value: str | None) -> bool:
+    return value is not None and Path(value).expanduser().is_file()
+
+
+def feature_episodes(dataset: EpisodeDataset, cache: FeatureCache, train: bool) -> FeatureEpisodeDataset:
+    """The tasks of ``dataset`` (same way, shot, queries, seed, number) on cached features;
+    training tasks use the cache's augmented views when it has some, else the test view."""
+    keys = [video.key for video in dataset.videos]
+    if keys != cache.video_keys or list(dataset.class_names) != cache.class_names:
+        raise CacheMismatchError(
+            f"the feature cache in {cache.folder} holds {cache.num_videos} videos of {len(cache.class_names)} classes, "
+            f"not the {len(keys)} videos of {len(dataset.class_names)} classes of this split: delete it or use "
+            "another data.cache folder"
+        )
+    return FeatureEpisodeDataset(
+        cache,
+        way=dataset.way,
+        shot=dataset.shot,
+        query=dataset.query,
+        train=train and cache.train_views > 0,
+        num_tasks=dataset.num_tasks,
+        seed=dataset.seed,
+    )
+
+
+def precomputed_scorer(head: nn.Module, cache: FeatureCache, progress: bool = False):
+    """The fast per-video form of an eval-mode head, or ``None`` for heads without one (MASTAF)."""
+    if isinstance(head, PrototypeHead):
+        return PrecomputedPrototypes(head, cache)
+    if isinstance(head, TRXHead):
+        return PrecomputedTRX(head, cache, progress=progress)
+    if isinstance(head, STRMHead):
+        return PrecomputedSTRM(head, cache, progress=progress)
+    return None
+
+
+@torch.no_grad()
+def evaluate_from_cache(
+    model: nn.Module,
+    episodes: FeatureEpisodeDataset,
+    device: torch.device,
+    amp: str = "none",
+    progress: bool = True,
+    split: str = "test",
+    distributed: Distributed | None = None,
+) -> EvalResult:
+    """Score ``model``'s head on cached-feature tasks: the same tasks, accuracies, confusion
+    and task-list fingerprint as :func:`fsvid.engine.evaluate_model` on the videos (up to
+    float rounding of the features)."""
+    model.eval()
+    scorer = precomputed_scorer(model.head, episodes.cache, progress)
+    if scorer is None:
+        return evaluate_model(model, episodes, device, amp, progress, distributed, features=True, split=split)
+    evaluation = evaluate_precomputed(scorer, episodes, progress=progress)
+    keys = episodes.cache.video_keys
+    digests = np.zeros(len(episodes), dtype=np.int64)
+    for i in range(len(episodes)):
+        task = episodes.task(i)
+        digests[i] = task_digest([keys[v] for v in task.support.reshape(-1)], [keys[v] for v in task.query.reshape(-1)])
+    confusion = confusion_matrix(evaluation.true_classes, evaluation.predicted, len(evaluation.class_names))
+    return EvalResult(
+        task_accuracies=evaluation.accuracies.astype(np.float64),
+        accuracy=mean_and_ci(evaluation.accuracies),
+        class_names=evaluation.class_names,
+        confusion=confusion,
+        task_list=task_list_of(episodes, split, fingerprint_of(digests)),
+    )
+
+
+def build_run_cache(
+    config: RunConfig,
+    split: str,
+    root: str | Path | None = None,
+    run: str | Path | None = None,
+    which: str = "best",
+    progress: bool = True,
+    overwrite: bool = False,
+) -> FeatureCache:
+    """Build (or finish, or just open) the cache of ``split`` ahead of a run (``fsvid cache``).
+
+    The backbone is the one ``train`` would start from (built from ``config`` with
+    ``train.seed``: pretrained weights or the seeded initialisation), or with ``run`` the
+    backbone of that run's ``which`` checkpoint. ``root``: default ``data.cache``, else the
+    run folder's ``cache/``. The training split gets ``data.cache_views`` augmented views.
+    """
+    from fsvid.engine.data import episode_dataset, locate_data, split_class_names
+    from fsvid.engine.distributed import resolve_device
+    from fsvid.engine.runs import load_trained_model, run_dir
+    from fsvid.models import build_model
+
+    device = resolve_device(config.train.device)
+    location = locate_data(config, generate=True, progress=progress)
+    if run is not None:
+        model, config = load_trained_model(run, which, device)
+        folder = Path(run)
+    else:
+        torch.manual_seed(config.train.seed)
+        model = build_model(config, n_global=len(split_class_names(location, "train"))).to(device)
+        folder = run_dir(config)
+    if root is None:
+        root = cache_root(config, folder) if config.data.cache is not None else folder / "cache"
+    train = split == "train"
+    dataset = episode_dataset(config, split, 1, config.train.seed, train, location, progress)
+    views = config.data.cache_views if train else 0
+    return split_cache(config, dataset, model.backbone, split, root, views, progress, overwrite)

@@ -1,0 +1,353 @@
+"""Feature cache: same features as the backbone on the clips, same tasks as the video episodes,
+resuming, refusing other settings, memory-mapped reading, and precomputed heads equal to the heads."""
+
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from data_helpers import write_frame_folder, write_split, write_video
+from fsvid.backbones import build_backbone
+from fsvid.cache import (
+    CacheMismatchError,
+    FeatureCache,
+    FeatureEpisodeDataset,
+    PrecomputedPrototypes,
+    PrecomputedSTRM,
+    PrecomputedTRX,
+    build_feature_cache,
+    build_feature_cache_from_dataset,
+    evaluate_precomputed,
+    write_feature_cache,
+)
+from fsvid.data import ClipTransform, EpisodeDataset, TaskSampler, load_clip
+from fsvid.heads import PrototypeHead, STRMHead, TRXHead
+
+FRAMES, SIZE, DIM = 4, 32, 16
+CLASSES = ("apple", "Banana split", "cherry", "date")  # 3 videos each; "date" as mp4 files
+SETTINGS = dict(way=3, shot=2, query=1, frames=FRAMES, resize=SIZE, crop=SIZE, num_tasks=20, seed=5, progress=False)
+
+
+class Interrupted(Exception):
+    """Stands for a run killed in the middle of caching."""
+
+
+def noise_dataset(root: Path) -> list[str]:
+    """12 videos of 10 random 32 x 40 frames (every video different), frame folders and mp4."""
+    rng = np.random.default_rng(0)
+    lines = []
+    for class_name in CLASSES:
+        for k in range(3):
+            frames = rng.integers(0, 256, size=(10, SIZE, 40, 3), dtype=np.uint8)
+            if class_name == "date":
+                write_video(root / class_name / f"v{k}.mp4", frames)
+            else:
+                write_frame_folder(root / class_name / f"v{k}", frames)
+            lines.append(f"{class_name}/v{k}")
+    return lines
+
+
+def small_backbone(seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return build_backbone("small_cnn", output="frames", feature_dim=DIM, widths=(8, 8, 16), trainable="none").eval()
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The split, its test EpisodeDataset, a backbone and a float16 cache with 2 training views."""
+    root = tmp_path_factory.mktemp("cache_data")
+    split = write_split(root / "split.txt", noise_dataset(root / "videos"))
+    dataset = EpisodeDataset.from_split(split, root / "videos", train=False, **SETTINGS)
+    backbone = small_backbone()
+    cache = build_feature_cache_from_dataset(root / "cache", dataset, backbone, train_views=2, shard_size=5,
+                                             batch_size=4, progress=False)
+    return {"root": root, "split": split, "dataset": dataset, "backbone": backbone, "cache": cache}
+
+
+def direct_features(backbone: torch.nn.Module, dataset: EpisodeDataset, video: int, view: int) -> torch.Tensor:
+    """The backbone on one clip read by load_clip: view 0 the test clip, view k the training
+    clip drawn from default_rng([view_seed=0, video, k])."""
+    train = view > 0
+    rng = np.random.default_rng([0, video, view]) if train else None
+    clip = load_clip(dataset.videos[video], FRAMES, train, ClipTransform(train, resize=SIZE, crop=SIZE), rng)
+    with torch.no_grad():
+        return backbone(clip.unsqueeze(0))[0]  # (L, D)
+
+
+def test_cache_holds_the_backbone_features_of_every_view(data: dict) -> None:
+    cache, dataset, backbone = data["cache"], data["dataset"], data["backbone"]
+    assert cache.num_videos == 12 and cache.num_views == 3 and cache.feature_shape == (FRAMES, DIM)
+    assert cache.dtype == "float16" and cache.video_keys == [v.key for v in dataset.videos]
+    for video in range(12):
+        cached = cache.features([video] * 3, [0, 1, 2])  # (3, L, D)
+        assert cached.dtype == torch.float32
+        expected = torch.stack([direct_features(backbone, dataset, video, view) for view in range(3)])
+        torch.testing.assert_close(cached, expected, rtol=2e-3, atol=2e-3)  # float16 storage
+        assert not torch.allclose(cached[0], cached[1])  # a training view is another clip
+
+
+def test_float32_cache_is_exact_and_shards_are_memory_mapped(data: dict, tmp_path: Path) -> None:
+    dataset, backbone = data["dataset"], data["backbone"]
+    cache = build_feature_cache(tmp_path / "f32", dataset.videos, backbone, frames=FRAMES, resize=SIZE, crop=SIZE,
+                                dtype="float32", shard_size=8, progress=False)
+    expected = torch.stack([direct_features(backbone, dataset, v, 0) for v in range(12)])
+    torch.testing.assert_close(cache.load_view(0), expected, rtol=1e-5, atol=1e-5)
+    shard = np.load(tmp_path / "f32" / "shard_00001.npy", mmap_mode="r")  # videos 8..11
+    assert isinstance(shard, np.memmap) and shard.dtype == np.float32 and shard.shape == (4, 1, FRAMES, DIM)
+    torch.testing.assert_close(torch.from_numpy(np.array(shard[2, 0])), expected[10])
+    assert isinstance(cache.shard_array(0), np.memmap)
+    # the default float16 cache stores half the bytes
+    half = np.load(data["cache"].folder / "shard_00000.npy", mmap_mode="r")
+    assert isinstance(half, np.memmap) and half.dtype == np.float16 and half.shape == (5, 3, FRAMES, DIM)
+
+
+def test_feature_episodes_have_the_video_episodes_composition(data: dict) -> None:
+    cache, backbone = data["cache"], data["backbone"]
+    videos = data["dataset"]
+    features = FeatureEpisodeDataset.like(videos, cache)
+    assert len(features) == len(videos) == 20 and features.class_names == videos.class_names
+    for index in range(20):
+        a, b = videos[index], features[index]
+        assert (b.class_names, b.support_videos, b.query_videos) == (a.class_names, a.support_videos, a.query_videos)
+        assert torch.equal(b.support_labels, a.support_labels) and torch.equal(b.query_labels, a.query_labels)
+        assert torch.equal(b.class_indices, a.class_indices) and b.task_index == index
+        assert b.support.shape == (6, FRAMES, DIM) and b.query.shape == (3, FRAMES, DIM)
+        if index < 3:  # the features are those of the episode's clips
+            with torch.no_grad():
+                clips = backbone(torch.cat([a.support, a.query]))
+            torch.testing.assert_close(torch.cat([b.support, b.query]), clips, rtol=2e-3, atol=2e-3)
+
+
+def test_training_episodes_pick_training_views_deterministically(data: dict) -> None:
+    cache = data["cache"]
+    train_videos = EpisodeDataset.from_split(data["split"], data["root"] / "videos", train=True, **SETTINGS)
+    features = FeatureEpisodeDataset.like(train_videos, cache)
+    assert features.train
+    index_of = {key: v for v, key in enumerate(cache.video_keys)}
+    used_views = []
+    for index in range(10):
+        episode, again = features[index], features[index]
+        assert torch.equal(episode.support, again.support) and torch.equal(episode.query, again.query)
+        assert episode.support_videos == train_videos[index].support_videos
+        for key, x in zip(episode.support_videos + episode.query_videos, torch.cat([episode.support, episode.query])):
+            views = cache.features([index_of[key]] * 3, [0, 1, 2])
+            matches = [view for view in (1, 2) if torch.equal(x, views[view])]
+            assert len(matches) == 1
+            used_views.append(matches[0])
+    assert set(used_views) == {1, 2}
+    with pytest.raises(ValueError, match="train_views"):
+        FeatureEpisodeDataset(_test_view_only(data), train=True)
+
+
+def _test_view_only(data: dict) -> FeatureCache:
+    folder = data["root"] / "test_view_only"
+    return build_feature_cache_from_dataset(folder, data["dataset"], data["backbone"], shard_size=12, progress=False)
+
+
+def test_interrupted_build_resumes_without_recomputing_finished_shards(data: dict, tmp_path: Path) -> None:
+    dataset, backbone = data["dataset"], copy.deepcopy(data["backbone"])
+    folder = tmp_path / "resume"
+    computed: list[int] = []
+
+    def crash_after_seven(module, inputs, output) -> None:
+        computed.append(inputs[0].shape[0])
+        if sum(computed) >= 7:  # shard 0 (videos 0-4) written, shard 1 half done
+            raise Interrupted
+
+    options = dict(frames=FRAMES, resize=SIZE, crop=SIZE, shard_size=5, batch_size=2, progress=False)
+    hook = backbone.register_forward_hook(crash_after_seven)
+    with pytest.raises(Interrupted):
+        build_feature_cache(folder, dataset.videos, backbone, **options)
+    hook.remove()
+    assert sorted(p.name for p in folder.iterdir()) == ["index.json", "shard_00000.npy", "videos.json"]  # no temp files
+    with pytest.raises(ValueError, match="unfinished .5 of 12 videos"):
+        FeatureCache(folder)
+    assert FeatureCache(folder, require_complete=False).index["finished"] == [0]
+
+    counted: list[int] = []
+    backbone.register_forward_hook(lambda module, inputs, output: counted.append(inputs[0].shape[0]))
+    cache = build_feature_cache(folder, dataset.videos, backbone, **options)
+    assert sum(counted) == 7  # only videos 5..11
+    torch.testing.assert_close(cache.load_view(0), data["cache"].load_view(0), rtol=2e-3, atol=2e-3)
+
+    counted.clear()
+    build_feature_cache(folder, dataset.videos, backbone, **options)
+    assert counted == []  # a finished cache computes nothing
+    (folder / "shard_00001.npy").unlink()  # a finished shard gone missing is computed again
+    build_feature_cache(folder, dataset.videos, backbone, **options)
+    assert sum(counted) == 5
+
+
+def test_refuses_a_cache_built_with_other_settings(data: dict, tmp_path: Path) -> None:
+    dataset, backbone, folder = data["dataset"], data["backbone"], data["cache"].folder
+    same = dict(frames=FRAMES, resize=SIZE, crop=SIZE, train_views=2, shard_size=5, progress=False)
+    with pytest.raises(CacheMismatchError, match=r"(?s)frames: cache has 4, requested 5.*overwrite=True"):
+        build_feature_cache(folder, dataset.videos, backbone, **{**same, "frames": 5})
+    with pytest.raises(CacheMismatchError, match=r"clip_transform.crop: cache has 32, requested 24"):
+        build_feature_cache(folder, dataset.videos, backbone, **{**same, "crop": 24})
+    with pytest.raises(CacheMismatchError, match=r"dtype: cache has 'float16', requested 'float32'"):
+        build_feature_cache(folder, dataset.videos, backbone, **same, dtype="float32")
+    other_weights = copy.deepcopy(backbone)
+    with torch.no_grad():
+        next(other_weights.parameters()).add_(0.01)
+    with pytest.raises(CacheMismatchError, match="weights_sha256"):
+        build_feature_cache(folder, dataset.videos, other_weights, **same)
+    with pytest.raises(CacheMismatchError, match=r"videos: the cache holds 12 videos, the request has 11; 1 only in the cache"):
+        build_feature_cache(folder, dataset.videos[:11], backbone, **same)
+    with pytest.raises(CacheMismatchError, match="other videos"):
+        FeatureEpisodeDataset.like(_dataset_without_last(dataset), data["cache"])
+
+    # a weights file that changed on disk counts as a change
+    weights = tmp_path / "small_cnn.pt"
+    torch.save(backbone.state_dict(), weights)
+    few = dataset.videos[:3]
+    build_feature_cache(tmp_path / "with_file", few, backbone, weights_file=weights, **{**same, "shard_size": 3})
+    stat = weights.stat()
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    with pytest.raises(CacheMismatchError, match="weights_file.mtime_ns"):
+        build_feature_cache(tmp_path / "with_file", few, backbone, weights_file=weights, **{**same, "shard_size": 3})
+
+    # overwrite=True rebuilds with the new settings
+    copy_folder = tmp_path / "copy"
+    shutil.copytree(folder, copy_folder)
+    rebuilt = build_feature_cache(copy_folder, dataset.videos, backbone, **{**same, "frames": 5}, overwrite=True)
+    assert rebuilt.feature_shape == (5, DIM) and rebuilt.settings["frames"] == 5
+    assert data["cache"].settings["frames"] == FRAMES
+
+
+def _dataset_without_last(dataset: EpisodeDataset) -> EpisodeDataset:
+    smaller = copy.copy(dataset)
+    smaller.videos = dataset.videos[:11]
+    return smaller
+
+
+def test_write_feature_cache_round_trip_and_float16_overflow(tmp_path: Path) -> None:
+    keys = [f"c{k % 3}/v{k}" for k in range(7)]
+    values = np.random.default_rng(1).normal(size=(7, 2, 3, 5)).astype(np.float32)
+    cache = write_feature_cache(tmp_path / "arrays", keys, lambda a, b: [values[a:b]], num_views=2, dtype="float32",
+                                shard_size=3, settings={"source": "test"}, progress=False)
+    assert cache.class_names == ["c0", "c1", "c2"] and cache.video_classes.tolist() == [0, 1, 2, 0, 1, 2, 0]
+    assert torch.equal(cache.features([6, 0, 4], [1, 0, 1]), torch.from_numpy(values[[6, 0, 4], [1, 0, 1]]))
+    with pytest.raises(IndexError, match="0..6"):
+        cache.features([7])
+    with pytest.raises(ValueError, match="dtype='float32'"):
+        write_feature_cache(tmp_path / "big", keys, lambda a, b: [values[a:b] * 1e5], num_views=2, progress=False)
+    with pytest.raises(FileNotFoundError, match="no feature cache"):
+        FeatureCache(tmp_path / "nothing_here")
+
+
+# --------------------------------------------------------------------------------------------
+# Precomputed heads: equal to calling the head on every task
+# --------------------------------------------------------------------------------------------
+
+L, D, DOUT = 5, 12, 10
+
+
+def random_tasks(num_videos: int, classes: int, way: int = 3, shot: int = 2, query: int = 2, count: int = 4):
+    sampler = TaskSampler(np.arange(num_videos) % classes, [f"c{c}" for c in range(classes)], way, shot, query, seed=2)
+    tasks = [sampler.task(i) for i in range(count)]
+    return np.stack([t.support for t in tasks]), np.stack([t.query.reshape(-1) for t in tasks])
+
+
+def head_on_tasks(head: torch.nn.Module, features: torch.Tensor, support: np.ndarray, query: np.ndarray) -> list:
+    way, shot = support.shape[1:]
+    labels = torch.arange(way).repeat_interleave(shot)
+    with torch.no_grad():
+        return [head(features[torch.from_numpy(s).reshape(-1)], labels, features[torch.from_numpy(q)])
+                for s, q in zip(support, query)]
+
+
+def randomise_norms(module: torch.nn.Module) -> None:
+    """LayerNorm gains and shifts away from 1 and 0, so the LayerNorm algebra is really tested."""
+    for norm in module.modules():
+        if isinstance(norm, torch.nn.LayerNorm):
+            torch.nn.init.normal_(norm.weight, 1.0, 0.3)
+            torch.nn.init.normal_(norm.bias, 0.0, 0.3)
+
+
+@pytest.mark.parametrize("options", [dict(), dict(cardinalities=(1, 2, 4)), dict(tuple_fraction=0.5, eval_tuples="fixed")])
+def test_precomputed_trx_equals_the_head(options: dict) -> None:
+    torch.manual_seed(3)
+    head = TRXHead(D, DOUT, L, **options).eval()
+    randomise_norms(head)
+    features = torch.randn(24, L, D)
+    support, query = random_tasks(24, 6)
+    scorer = PrecomputedTRX(head, features, chunk_size=7)
+    output = scorer(support, query)
+    expected = head_on_tasks(head, features, support, query)
+    assert output.logits.shape == (4, 6, 3)
+    for logits, reference in zip(output.logits, expected):
+        torch.testing.assert_close(logits, reference.logits, rtol=1e-5, atol=1e-5)
+    per_cardinality = torch.stack([r.extras["logits_per_cardinality"] for r in expected])
+    torch.testing.assert_close(output.extras["logits_per_cardinality"], per_cardinality, rtol=1e-5, atol=1e-5)
+
+
+def test_precomputed_trx_refuses_training_mode_and_wrong_features() -> None:
+    head = TRXHead(D, DOUT, L)
+    with pytest.raises(ValueError, match="eval"):
+        PrecomputedTRX(head, torch.randn(4, L, D))
+    with pytest.raises(ValueError, match=r"L=5, D=12"):
+        PrecomputedTRX(head.eval(), torch.randn(4, L + 1, D))
+
+
+@pytest.mark.parametrize("options", [dict(), dict(patch_enrichment=None, frame_enrichment=None, joint_layers=1),
+                                     dict(patch_enrichment="mlp_mixer", frame_enrichment="self_attention", cardinalities=(2, 3))])
+def test_precomputed_strm_equals_the_head(options: dict) -> None:
+    torch.manual_seed(4)
+    head = STRMHead(D, DOUT, L, patches=4, **options).eval()
+    randomise_norms(head)
+    with torch.no_grad():
+        for name, parameter in head.named_parameters():
+            if name.endswith("gamma"):
+                parameter.fill_(0.7)  # the released initial 0 would hide the attention
+    features = torch.randn(24, L, 4, D)
+    support, query = random_tasks(24, 6)
+    output = PrecomputedSTRM(head, features, chunk_size=5)(support, query)
+    for b, reference in enumerate(head_on_tasks(head, features, support, query)):
+        torch.testing.assert_close(output.logits[b], reference.logits, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(output.qc_logits[b], reference.qc_logits, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(output.extras["test_logits"][b], reference.extras["test_logits"], rtol=1e-5, atol=1e-5)
+
+
+def test_precomputed_strm_under_bfloat16_autocast_stays_close() -> None:
+    torch.manual_seed(6)
+    head = STRMHead(D, DOUT, L, patches=4).eval()
+    features = torch.randn(24, L, 4, D)
+    support, query = random_tasks(24, 6)
+    output = PrecomputedSTRM(head, features, autocast_dtype=torch.bfloat16)(support, query)
+    reference = torch.stack([r.extras["test_logits"] for r in head_on_tasks(head, features, support, query)])
+    difference = float((output.extras["test_logits"] - reference).abs().max())
+    assert 0.0 < difference < 0.05 * float(reference.abs().max())  # bfloat16 was used, and stays close
+
+
+@pytest.mark.parametrize("distance", ["euclidean", "cosine"])
+def test_precomputed_prototypes_equal_the_head(distance: str) -> None:
+    head = PrototypeHead(distance, cosine_scale=7.0).eval()
+    features = torch.randn(24, L, 4, D)
+    support, query = random_tasks(24, 6)
+    output = PrecomputedPrototypes(head, features)(support, query)
+    for logits, reference in zip(output.logits, head_on_tasks(head, features, support, query)):
+        torch.testing.assert_close(logits, reference.logits, rtol=1e-5, atol=1e-5)
+
+
+def test_evaluate_precomputed_matches_the_head_on_feature_episodes(data: dict) -> None:
+    torch.manual_seed(5)
+    head = TRXHead(DIM, 8, FRAMES, cardinalities=(2, 3)).eval()
+    randomise_norms(head)
+    episodes = FeatureEpisodeDataset.like(data["dataset"], data["cache"])
+    result = evaluate_precomputed(PrecomputedTRX(head, data["cache"]), episodes, tasks=range(3, 13), tasks_per_batch=4,
+                                  progress=False)
+    assert result.task_indices.tolist() == list(range(3, 13))
+    for row, index in enumerate(range(3, 13)):
+        episode = episodes[index]
+        with torch.no_grad():
+            predicted = head(episode.support, episode.support_labels, episode.query).logits.argmax(-1)
+        assert result.predicted[row].tolist() == episode.class_indices[predicted].tolist()
+        assert result.true_classes[row].tolist() == episode.query_class_indices.tolist()
+        assert result.accuracies[row] == pytest.approx(float((predicted == episode.query_labels).float().mean()))
