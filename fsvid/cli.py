@@ -323,11 +323,39 @@ def build_parser() -> argparse.ArgumentParser:
                    help="cache root, holding <split>_<weights hash>/ (default: data.cache, else the run folder's cache/)")
     p.add_argument("--overwrite", action="store_true", help="replace a cache made with other settings")
     p.set_defaults(handler=cmd_cache)
+
+    p = commands.add_parser("demo", help="the main job: train and compare prototypes, TRX and STRM on the synthetic set",
+                            add_help=False)
+    p.add_argument("demo_args", nargs=argparse.REMAINDER, help="arguments of python -m fsvid.demo (--help lists them)")
+    p.set_defaults(handler=cmd_demo)
+
+    p = commands.add_parser("prepare", help="prepare a real benchmark (SSv2, Kinetics, HMDB51, UCF101) from its download",
+                            add_help=False)
+    p.add_argument("prepare_args", nargs=argparse.REMAINDER, help="arguments of python -m fsvid.prepare (--help lists them)")
+    p.set_defaults(handler=cmd_prepare)
     return parser
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from fsvid.demo import main as demo_main
+
+    return demo_main(args.demo_args)
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from fsvid.prepare.cli import main as prepare_main
+
+    return prepare_main(args.prepare_args)
+
+
+FORWARDED = {"demo": cmd_demo, "prepare": cmd_prepare}
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status (0 ok, 1 failed, 2 bad usage/config)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in FORWARDED:  # commands with their own argument parser
+        return FORWARDED[argv[0]](argparse.Namespace(**{f"{argv[0]}_args": argv[1:]}))
     parser = build_parser()
     args = parser.parse_args(argv)
     from fsvid.engine.training import TrainingDiverged

@@ -111,3 +111,13 @@ def test_convert_writes_a_head_equal_to_the_released_code(capsys, tmp_path):
     code, _, err = run_cli(capsys, "convert", "trx", str(released), "--config", str(tmp_path / "none.json"),
                            "--out", str(out))
     assert code == 2 and "none.json does not exist" in err
+
+
+@pytest.mark.parametrize("command, expected", [("demo", "usage: fsvid demo"), ("prepare", "usage: python -m fsvid.prepare")])
+def test_demo_and_prepare_are_forwarded_with_their_own_options(command, expected, capsys):
+    from fsvid.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    assert expected in capsys.readouterr().out

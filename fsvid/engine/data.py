@@ -3,8 +3,9 @@
 - ``data.dataset: synthetic`` uses the generated dataset (``$FSVID_HOME/synthetic`` unless
   ``data.root`` says otherwise), generating it on first use;
 - any other dataset reads videos or frame folders under ``data.root`` and the split lists
-  ``{train,val,test}list<split_id>.txt`` in ``data.split_dir`` (default ``<root>/splits``),
-  as prepared by ``data_scripts/``.
+  ``{train,val,test}list<split_id>.txt`` in ``data.split_dir`` (default ``<root>/splits`` when
+  it exists, else ``$FSVID_HOME/splits/<dataset>``, where ``data_scripts/get_splits.py`` puts
+  the standard lists), as prepared by ``data_scripts/``.
 """
 
 from __future__ import annotations
@@ -71,7 +72,14 @@ def locate_data(config: RunConfig, generate: bool = True, progress: bool = True)
     root = Path(data.root).expanduser()
     if not root.is_dir():
         raise FileNotFoundError(f"data.root {root} is not a folder (dataset {data.dataset!r})")
-    split_dir = Path(data.split_dir).expanduser() if data.split_dir else root / "splits"
+    if data.split_dir:
+        split_dir = Path(data.split_dir).expanduser()
+    elif (root / "splits").is_dir():
+        split_dir = root / "splits"
+    else:  # where data_scripts/get_splits.py puts a standard benchmark's lists
+        from fsvid.prepare.splits import default_splits_root
+
+        split_dir = default_splits_root() / data.dataset
     location = DataLocation(root, split_dir, data.split_id)
     missing = [str(location.split_file(s)) for s in SPLITS if not location.split_file(s).is_file()]
     if missing:
@@ -104,7 +112,7 @@ def episode_dataset(
         location.split_file(split),
         location.video_root,
         way=task.way,
-        shot=task.shot,
+        shot=(task.train_shot or task.shot) if train else task.shot,
         query=task.query if train else task.test_query,
         frames=data.frames,
         train=train,
