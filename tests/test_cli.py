@@ -26,7 +26,7 @@ def test_presets_are_listed_and_shown(capsys):
     code, out, _ = run_cli(capsys, "presets")
     assert code == 0 and "synthetic_trx" in out
     code, out, _ = run_cli(capsys, "presets", "synthetic_trx")
-    assert code == 0 and "method: trx" in out and "tasks_per_step: 8" in out
+    assert code == 0 and "method: trx" in out and "tasks_per_step: 4" in out
 
 
 @pytest.mark.parametrize(
