@@ -76,6 +76,8 @@ class TaskConfig:
 
     way: int = 5
     shot: int = 5
+    train_shot: int | None = None
+    """Shots per class in training tasks; ``None``: the same as ``shot`` (as in the papers)."""
     query: int = 4
     """Queries per class in training tasks (STRM uses 4)."""
     test_query: int = 1
@@ -271,8 +273,8 @@ def validate(config: RunConfig) -> RunConfig:
     problems = []
     if config.task.way < 2:
         problems.append(f"task.way must be at least 2, got {config.task.way}")
-    for name in ("shot", "query", "test_query"):
-        if getattr(config.task, name) < 1:
+    for name in ("shot", "query", "test_query", "train_shot"):
+        if getattr(config.task, name) is not None and getattr(config.task, name) < 1:
             problems.append(f"task.{name} must be at least 1, got {getattr(config.task, name)}")
     if config.data.frames < 1:
         problems.append(f"data.frames must be at least 1, got {config.data.frames}")

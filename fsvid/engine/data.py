@@ -57,7 +57,11 @@ def locate_data(config: RunConfig, generate: bool = True, progress: bool = True)
 
         root = Path(data.root).expanduser() if data.root else default_synthetic_root()
         if generate:
-            generate_synthetic_dataset(root, synthetic_config(config), progress=progress)
+            # the default root holds derived data that fsvid manages: regenerate it when the
+            # settings (or the generator) changed; a root the user chose is never overwritten
+            generate_synthetic_dataset(
+                root, synthetic_config(config), progress=progress, overwrite=data.root is None
+            )
         elif not (root / "dataset.json").exists():
             raise FileNotFoundError(
                 f"no synthetic dataset at {root}; generate it with `fsvid synthetic {root}`"
