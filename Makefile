@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv test demo lab clean-venv
+.PHONY: venv test demo lab clean-venv notebook notebooks notebooks-refresh
 
 # Idempotent: the venv is (re)built only when it is missing or pyproject.toml changed.
 venv: $(STAMP)
@@ -27,3 +27,17 @@ lab: venv
 
 clean-venv:
 	rm -rf $(VENV)
+
+# One notebook with parameters, e.g.
+#   make notebook NB=07_training PARAMS=notebooks/params/strm_hmdb.yaml OUT=/scratch/strm_hmdb \
+#        ARGS="-p data_root=/data/hmdb_ARN"
+notebook: venv
+	$(PY) -m fsvid.notebooks run $(NB) $(if $(PARAMS),--parameters $(PARAMS)) $(if $(OUT),--output-dir $(OUT)) $(ARGS)
+
+# Every notebook at its defaults, executed into $$FSVID_HOME/notebook_runs (never into notebooks/)
+notebooks: venv
+	for nb in notebooks/[0-9][0-9]_*.ipynb; do $(PY) -m fsvid.notebooks run $$nb --quiet || exit 1; done
+
+# After editing a notebook: store its checked outputs, clear the rest
+notebooks-refresh: venv
+	$(PY) -m fsvid.notebooks refresh notebooks/[0-9][0-9]_*.ipynb

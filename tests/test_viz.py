@@ -1,0 +1,142 @@
+"""Plotting helpers of the notebooks (``fsvid.viz``): what they draw and compute, headless."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+
+from fsvid import viz
+from fsvid.data import Episode
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+def test_to_images_accepts_both_layouts_and_dtypes() -> None:
+    clip = torch.rand(3, 3, 8, 10)  # (L, 3, H, W)
+    images = viz.to_images(clip)
+    assert images.shape == (3, 8, 10, 3) and np.allclose(images[1, 2, 4], clip[1, :, 2, 4].numpy())
+    uint8 = (np.arange(3 * 8 * 10 * 3) % 256).astype(np.uint8).reshape(3, 8, 10, 3)
+    assert np.allclose(viz.to_images(uint8), uint8 / 255.0)
+    normalised = viz.to_images(torch.randn(2, 3, 4, 4) * 3)
+    assert normalised.min() == 0.0 and normalised.max() == 1.0
+    with pytest.raises(ValueError, match=r"\(L, 3, H, W\)"):
+        viz.to_images(torch.rand(3, 8, 10))
+
+
+def test_frame_strip_lays_frames_side_by_side() -> None:
+    clip = torch.rand(4, 3, 8, 8)
+    ax = viz.frame_strip(clip, frame_labels=[0, 2, 4, 6], highlight=(1, 2), title="t")
+    image = ax.get_images()[0].get_array()
+    assert image.shape == (8, 4 * 8 + 3 * 2, 3)  # 4 frames, 3 gaps of 2 pixels
+    assert np.allclose(image[:, 10:18], clip[1].permute(1, 2, 0).numpy())
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0", "2", "4", "6"]
+    assert len(ax.patches) == 2
+
+
+def _episode(way: int = 2, shot: int = 2, queries: int = 1, frames: int = 3) -> Episode:
+    return Episode(
+        support=torch.rand(way * shot, frames, 3, 8, 8),
+        support_labels=torch.arange(way).repeat_interleave(shot),
+        query=torch.rand(way * queries, frames, 3, 8, 8),
+        query_labels=torch.arange(way).repeat_interleave(queries),
+        class_names=[f"class{c}" for c in range(way)],
+        class_indices=torch.arange(way),
+        support_videos=[f"class{c}/v{k}" for c in range(way) for k in range(shot)],
+        query_videos=[f"class{c}/q{k}" for c in range(way) for k in range(queries)],
+        task_index=7,
+    )
+
+
+def test_episode_figure_has_a_row_per_clip() -> None:
+    fig = viz.episode_figure(_episode(way=2, shot=3, queries=2), max_shots=2)
+    titles = [ax.get_title(loc="left") for ax in fig.axes]
+    assert len(titles) == 2 * 2 + 2 * 2
+    assert titles[0].startswith("support  class0") and titles[-1].startswith("query  class1")
+
+
+def test_heatmap_and_overlay() -> None:
+    matrix = torch.arange(6.0).view(2, 3)
+    ax = viz.heatmap(matrix, xticklabels=["a", "b", "c"], yticklabels=["x", "y"], annotate=True)
+    assert np.allclose(ax.get_images()[0].get_array(), matrix.numpy())
+    assert len(ax.texts) == 6
+    with pytest.raises(ValueError, match="2-D"):
+        viz.heatmap(torch.zeros(2, 2, 2))
+    ax = viz.overlay_attention(torch.rand(3, 16, 16), torch.rand(4, 4))
+    frame, grid = ax.get_images()
+    assert frame.get_array().shape == (16, 16, 3) and grid.get_array().shape == (4, 4)
+    assert grid.get_extent() == [-0.5, 15.5, 15.5, -0.5]  # stretched over the frame
+
+
+def test_top_tuple_matches_finds_the_strongest_weights() -> None:
+    tuples = torch.tensor([[0, 1], [0, 2], [1, 2]])  # (T, 2)
+    attention = torch.full((3, 2, 3), 0.01)  # (T, shots, T)
+    attention[2, 1, 0] = 0.9  # query tuple (1, 2) -> shot 1, tuple (0, 1)
+    attention[0, 0, 2] = 0.5  # query tuple (0, 1) -> shot 0, tuple (1, 2)
+    matches = viz.top_tuple_matches(attention, tuples, k=2)
+    assert matches[0] == viz.TupleMatch((1, 2), 1, (0, 1), pytest.approx(0.9))
+    assert (matches[1].query_tuple, matches[1].shot, matches[1].support_tuple) == ((0, 1), 0, (1, 2))
+    with pytest.raises(ValueError, match="T, shots, T"):
+        viz.top_tuple_matches(torch.rand(3, 2, 4), tuples)
+    fig = viz.tuple_match_figure(torch.rand(3, 3, 8, 8), torch.rand(2, 3, 3, 8, 8), matches)
+    assert len(fig.axes) == 4
+
+
+def test_pairwise_angles_and_pca() -> None:
+    angles = viz.pairwise_angles(torch.tensor([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0], [-1.0, 0.0]]))
+    assert torch.allclose(angles, torch.tensor([[0.0, 90, 45, 180], [90, 0, 45, 90], [45, 45, 0, 135], [180, 90, 135, 0]]), atol=1e-3)
+    generator = torch.Generator().manual_seed(0)
+    x, y = torch.meshgrid(torch.linspace(-5, 5, 11), torch.linspace(-1, 1, 3), indexing="ij")
+    points = torch.stack([x.flatten(), y.flatten()], dim=1) + 3.0  # (33, 2): most variance along x, then y
+    rotation = torch.linalg.qr(torch.randn(5, 5, generator=generator))[0]
+    lifted = torch.cat([points, torch.zeros(33, 3)], dim=1) @ rotation.T  # the plane, turned in 5-D
+    projected = viz.pca_2d(lifted)
+    assert projected.shape == (33, 2)
+    assert torch.allclose(projected.abs(), (points - 3.0).abs(), atol=1e-4)  # recovered up to sign
+    assert torch.allclose(viz.pca_2d(-lifted), -viz.pca_2d(lifted), atol=1e-4)  # signs follow the data, not the SVD
+
+
+def test_embedding_scatter_training_curves_and_table() -> None:
+    ax = viz.embedding_scatter(torch.rand(6, 2), [0, 0, 1, 1, 2, 2], ["a", "b", "c"])
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["a", "b", "c"]
+    history = [{"task": 4, "split": "train", "loss": 1.0, "accuracy": 50.0},
+               {"task": 8, "split": "train", "loss": 0.5, "accuracy": 75.0},
+               {"task": 8, "split": "val", "loss": "", "accuracy": 60.0, "ci95": 5.0}]
+    fig = viz.training_curves(history)
+    assert np.allclose(fig.axes[0].lines[0].get_ydata(), [1.0, 0.5])
+    assert np.allclose(fig.axes[1].lines[0].get_ydata(), [50.0, 75.0])
+    table = viz.markdown_table([{"run": "a|b", "acc": 0.5}, {"run": "c", "acc": None}])
+    assert table.splitlines() == ["| run | acc |", "|---|---|", "| a\\|b | 0.50 |", "| c |  |"]
+    assert viz.markdown_table([]) == "(no rows)"
+
+
+def test_widgets_are_built_without_a_frontend() -> None:
+    import ipywidgets
+
+    class Tasks(list):
+        pass
+
+    browser = viz.episode_browser(Tasks([_episode(), _episode(way=3)]))
+    slider, image = browser.children
+    assert isinstance(browser, ipywidgets.Widget) and slider.max == 1
+    first = image.value
+    assert first[:8] == b"\x89PNG\r\n\x1a\n"  # drawn at once, as a PNG
+    slider.value = 1  # a 3-way task: a taller picture
+    assert image.value[:8] == first[:8] and image.value != first
+    assert plt.get_fignums() == []  # the figures were closed, nothing left for the inline backend
+    tuples = torch.tensor([[0, 1], [0, 2], [1, 2]])
+    viewer = viz.tuple_match_viewer(torch.rand(3, 3, 8, 8), torch.rand(2, 3, 3, 8, 8), torch.rand(3, 2, 3), tuples)
+    assert viewer.children[0].max == 2
+    maps = viz.attention_viewer(torch.rand(3, 3, 8, 8), torch.rand(3, 2, 2))
+    assert maps.children[0].max == 2
+    with pytest.raises(ValueError, match="one map per frame"):
+        viz.attention_viewer(torch.rand(3, 3, 8, 8), torch.rand(2, 2, 2))
