@@ -237,7 +237,7 @@ def _parameters(name: str, tmp_path: Path) -> dict:
     with ipywidgets viewers run with ``interactive=True`` (widgets are built without a frontend)."""
     return {
         "00_quickstart": {"method": "prototype", "way": 2, "shot": 1, "frames": 2, "train_tasks": 0},
-        "01_data_and_splits": {"frames": 4, "task_index": 3, "interactive": True, "splits_dir": str(SHARED / "splits") if SHARED.is_dir() else None},
+        "01_data_and_splits": {"frames": 4, "task_index": 3, "interactive": True, "splits_dir": str(SHARED / "splits") if (SHARED / "splits").is_dir() else None},
         "02_backbones": {"image_size": 32, "frames": 4},
         "03_trm_tuples": {"seq_len": 6, "cardinalities": [2], "way": 2, "queries_per_class": 2, "interactive": True},
         "04_strm_enrichment": {"seq_len": 4, "dim": 16, "way": 2, "queries_per_class": 2, "interactive": True},
@@ -261,7 +261,7 @@ def _check_metrics(name: str, metrics: dict, tmp_path: Path) -> None:
     elif name == "01_data_and_splits":
         assert metrics["support_shape"][1] == 4 and metrics["task_index"] == 3
         assert metrics["split_sizes"] == {"train": 224, "val": 64, "test": 96}
-        assert metrics["split_lists_checked"] == (15 if SHARED.is_dir() else 0)
+        assert metrics["split_lists_checked"] == (15 if (SHARED / "splits").is_dir() else 0)
     elif name == "02_backbones":
         assert metrics["shapes"]["resnet50"]["maps"] == [2, 2048, 4, 1, 1]
         assert metrics["shapes"]["vit_b_16"]["patches"] == [2, 4, 16, 768]
