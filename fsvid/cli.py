@@ -333,6 +333,13 @@ def build_parser() -> argparse.ArgumentParser:
                             add_help=False)
     p.add_argument("prepare_args", nargs=argparse.REMAINDER, help="arguments of python -m fsvid.prepare (--help lists them)")
     p.set_defaults(handler=cmd_prepare)
+
+    p = commands.add_parser("sweep", help="run a paper experiment's sweep (resumable) into one results CSV",
+                            add_help=False)
+    p.add_argument("sweep_args", nargs=argparse.REMAINDER, help="arguments of fsvid.sweeps (--help lists them)")
+
+    p = commands.add_parser("notebook", help="run a notebook as a parameterised papermill job", add_help=False)
+    p.add_argument("notebook_args", nargs=argparse.REMAINDER, help="arguments of python -m fsvid.notebooks")
     return parser
 
 
@@ -348,7 +355,19 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     return prepare_main(args.prepare_args)
 
 
-FORWARDED = {"demo": cmd_demo, "prepare": cmd_prepare}
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from fsvid.sweeps import main as sweep_main
+
+    return sweep_main(args.sweep_args)
+
+
+def cmd_notebook(args: argparse.Namespace) -> int:
+    from fsvid.notebooks import main as notebooks_main
+
+    return notebooks_main(args.notebook_args)
+
+
+FORWARDED = {"demo": cmd_demo, "prepare": cmd_prepare, "sweep": cmd_sweep, "notebook": cmd_notebook}
 
 
 def main(argv: list[str] | None = None) -> int:

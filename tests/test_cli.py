@@ -113,7 +113,15 @@ def test_convert_writes_a_head_equal_to_the_released_code(capsys, tmp_path):
     assert code == 2 and "none.json does not exist" in err
 
 
-@pytest.mark.parametrize("command, expected", [("demo", "usage: fsvid demo"), ("prepare", "usage: python -m fsvid.prepare")])
+@pytest.mark.parametrize(
+    "command, expected",
+    [
+        ("demo", "usage: fsvid demo"),
+        ("prepare", "usage: python -m fsvid.prepare"),
+        ("sweep", "usage: fsvid sweep"),
+        ("notebook", "usage: python -m fsvid.notebooks"),
+    ],
+)
 def test_demo_and_prepare_are_forwarded_with_their_own_options(command, expected, capsys):
     from fsvid.cli import main
 
