@@ -36,6 +36,7 @@ Only numpy, csv and matplotlib here (no pandas).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -424,6 +425,9 @@ def _line_figure(
                         label=f"{name} (published, {_label(dataset if same_data else PAPER_DATASET[sweep])})")
     for label, value in (reference or {}).items():
         target.axhline(value, color="grey", linestyle="--", linewidth=0.8, label=label)
+    chance = _chance(rows)
+    if chance is not None:
+        axes[0].axhline(chance, color="black", linestyle="--", linewidth=0.8, label=f"chance ({chance:.0f}%)")
     for ax in axes:
         ax.set_xlabel(xlabel)
         ax.set_ylabel("accuracy (%)")
@@ -630,7 +634,7 @@ def frame_activation_figure(
     frames, height, width = images.shape[:3]
     fig, axes = plt.subplots(1 + len(maps), frames, figsize=(1.25 * frames, 1.3 * (1 + len(maps))), squeeze=False)
     for t in range(frames):
-        axes[0, t].imshow(images[t])
+        axes[0, t].imshow(images[t], interpolation="nearest")
         axes[0, t].set_title(f"t={t}", fontsize=7)
     for row, (name, grid) in enumerate(maps.items(), start=1):
         values = torch.as_tensor(np.asarray(grid.detach().cpu()) if isinstance(grid, Tensor) else np.asarray(grid),
@@ -641,7 +645,7 @@ def frame_activation_figure(
                                                     align_corners=False)[0].numpy()
         for t in range(frames):
             step = min(values.shape[0] - 1, t * values.shape[0] // frames)
-            axes[row, t].imshow(images[t])
+            axes[row, t].imshow(images[t], interpolation="nearest")
             axes[row, t].imshow(upsampled[step], cmap="jet", alpha=alpha, vmin=0.0, vmax=max(1e-6, float(upsampled.max())))
         axes[row, 0].set_ylabel(name, fontsize=8)
     for ax in axes.flat:
@@ -692,11 +696,13 @@ def tuple_matches_figure(
     title: str | None = None,
     path: str | Path | None = None,
     dpi: int = 100,
+    shot_names: Sequence[str] | None = None,
 ) -> Any:
     """STRM Fig. 10-14: the query's frames with up to three query tuples marked (red, green,
     blue), then the support videos of the class with the frames of each tuple's best match
     marked in the same colour; one block of support rows per model (``{"TRM": matches,
-    "STRM": matches}``) to compare what two models match."""
+    "STRM": matches}``) to compare what two models match. ``shot_names``: row labels of the
+    support videos (default ``s0, s1, ...``)."""
     plt = _plt()
     if not isinstance(matches, Mapping):
         matches = {"": matches}
@@ -705,7 +711,7 @@ def tuple_matches_figure(
     frames = query.shape[0]
     colours = ("#e41a1c", "#4daf4a", "#377eb8", "#984ea3", "#ff7f00")
     rows = 1 + len(matches) * len(support)
-    fig, axes = plt.subplots(rows, frames, figsize=(1.05 * frames, 1.1 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, frames, figsize=(0.85 * frames, 0.9 * rows + 0.3), squeeze=False)
 
     def mark(ax: Any, colour: str, slot: int) -> None:
         ax.add_patch(plt.Rectangle((0.04 + 0.3 * slot, 0.04), 0.28, 0.14, transform=ax.transAxes, color=colour))
@@ -715,7 +721,7 @@ def tuple_matches_figure(
 
     first = next(iter(matches.values()))
     for t in range(frames):
-        axes[0, t].imshow(query[t])
+        axes[0, t].imshow(query[t], interpolation="nearest")
     for slot, match in enumerate(first[: len(colours)]):
         for t in match.query_tuple:
             mark(axes[0, t], colours[slot], slot)
@@ -726,8 +732,8 @@ def tuple_matches_figure(
         for shot, clip in enumerate(support):
             row = 1 + block * len(support) + shot
             for t in range(frames):
-                axes[row, t].imshow(clip[t])
-            axes[row, 0].set_ylabel(f"{model} s{shot}".strip(), fontsize=7)
+                axes[row, t].imshow(clip[t], interpolation="nearest")
+            axes[row, 0].set_ylabel(f"{model} {shot_names[shot] if shot_names else f's{shot}'}".strip(), fontsize=7)
         for slot, match in enumerate(model_matches[: len(colours)]):
             row = 1 + block * len(support) + match.shot
             for t in match.support_tuple:
@@ -785,7 +791,7 @@ def prototype_angles_figure(
     ``angles``: score kind -> (way,) angles of ONE query (e.g. ``mastaf_angles(...)[k][q]``)."""
     plt = _plt()
     markers = {"neighbor": "o", "self": "^", "cross": "s", "fused": "*"}
-    fig, ax = plt.subplots(figsize=(4.6, 4.4))
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
     arc = np.linspace(0, np.pi / 2, 100)
     ax.plot(np.cos(arc), np.sin(arc), color="#cccccc", linewidth=1)
     ax.plot([0, 1.05], [0, 0], color="black", linewidth=0.8)
@@ -802,16 +808,18 @@ def prototype_angles_figure(
             ax.scatter(np.cos(theta[c]), np.sin(theta[c]), marker=markers.get(kind, "D"), s=70, color=f"C{c}",
                        edgecolors=edge, linewidths=1.5, label=kind if c == 0 else None, zorder=3)
         best = int(np.argmin(values))
-        ax.annotate(f"{kind}: S{best + 1}", (0.02, 0.98 - 0.06 * list(angles).index(kind)), xycoords="axes fraction",
-                    fontsize=7, color="green" if best == true_class else "red")
+        ax.annotate(f"{kind} predicts S{best + 1}", (0.02, 0.95 - 0.06 * list(angles).index(kind)),
+                    xycoords="axes fraction", fontsize=7, color="green" if best == true_class else "red")
     for c, name in enumerate(class_names):
         ax.scatter([], [], color=f"C{c}", marker="o", label=f"S{c + 1}: {name}" + (" (true)" if c == true_class else ""))
-    ax.set_xlim(-0.05, 1.25)
-    ax.set_ylim(-0.05, 1.1)
+    widest = np.deg2rad(min(90.0, max(float(np.max(np.asarray(v.detach().cpu() if isinstance(v, Tensor) else v)))
+                                          for v in angles.values()) + 8.0))
+    ax.set_xlim(min(np.cos(widest), 0.9) - 0.05, 1.12)  # zoomed on the arc where the prototypes lie
+    ax.set_ylim(-0.03, max(np.sin(widest), 0.1) + 0.05)
     ax.set_aspect("equal")
     ax.set_xlabel("cos(angle)")
     ax.set_ylabel("sin(angle)")
-    ax.legend(fontsize=6, loc="upper right")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
     ax.set_title(title or "angle between the query and each class prototype", fontsize=9)
     return _finish(fig, path, dpi)
 
@@ -914,7 +922,7 @@ def draw_analysis(
     trm_run: str | Path | None,
     mastaf_run: str | Path | None,
     out: str | Path,
-    dpi: int = 100,
+    dpi: int = 60,
     seed: int | None = None,
 ) -> list[Path]:
     """The analysis figures of trained runs, on a test task with a time-reversed pair:
@@ -971,8 +979,10 @@ def draw_analysis(
         matches[name] = found
     matches = dict(reversed(list(matches.items())))  # TRM first, as in the paper
     class_clips = episode.support[true_class * shots:(true_class + 1) * shots]
-    fig = tuple_matches_figure(episode.query[q], class_clips, matches,
-                               title=f"query tuples (top) and their best matches among the {episode.class_names[true_class]} "
+    used = sorted({m.shot for found in matches.values() for m in found})  # only the support videos matched
+    matches = {name: [dataclasses.replace(m, shot=used.index(m.shot)) for m in found] for name, found in matches.items()}
+    fig = tuple_matches_figure(episode.query[q], class_clips[used], matches, shot_names=[f"s{k}" for k in used],
+                               title=f"query pairs (top), best matches in the\n{episode.class_names[true_class]} "
                                      f"support videos: {' vs '.join(matches)}")
     paths.append(out / "analysis_tuple_matches.png")
     _finish(fig, paths[-1], dpi)

@@ -62,6 +62,9 @@ SYNTHETIC_BUDGET: tuple[str, ...] = (
 #: Time-reversal tasks per reversed class pair of the synthetic test split (synthetic scale).
 SYNTHETIC_REVERSAL_TASKS = 30
 
+#: Resolution of the committed figures (small PNGs).
+FIGURE_DPI = 80
+
 #: Columns of the results CSV, in order.
 CSV_FIELDS = (
     "sweep",
@@ -820,12 +823,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--trm", default="strm_components/TRM", help="TRM run folder, relative to --output ('' for none)")
     p.add_argument("--mastaf", default="mastaf_ablations/MASTAF", help="MASTAF run folder ('' for none)")
     p.add_argument("--out", type=Path, default=Path("results"))
-    p.add_argument("--dpi", type=int, default=100)
+    p.add_argument("--dpi", type=int, default=60)
 
     p = commands.add_parser("plot", help="draw every figure the results CSV has rows for")
     p.add_argument("--csv", type=Path, default=Path("results/results.csv"))
     p.add_argument("--out", type=Path, default=Path("results"))
-    p.add_argument("--dpi", type=int, default=100)
+    p.add_argument("--dpi", type=int, default=FIGURE_DPI)
 
     args = parser.parse_args(argv)
     try:
@@ -885,7 +888,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "reproduce":
         from fsvid.plots import draw_all
 
-        for path in draw_all(csv_path, args.figures):
+        for path in draw_all(csv_path, args.figures, dpi=FIGURE_DPI):
             print(path)
     return 0
 
