@@ -8,7 +8,7 @@ The papers' sizes: 5-way 5-shot, 1 query per class, L = 8 frames, D = 2048 (ResN
 features), D' = 1152, TRX with Omega = {2, 3}, STRM with 16 patches per frame (Omega = {2}).
 The cache is synthetic: random float16 features for ``--classes`` x ``--videos-per-class``
 test videos (24 x 100 = 2,400 like the SSv2-CMN and Kinetics-CMN test splits), written in the
-cache format with ``fsvid.cache.write_feature_cache`` into a temporary folder (no backbone,
+cache format with ``fsvid.features.write_feature_cache`` into a temporary folder (no backbone,
 no videos). The heads have random weights in eval mode; their speed does not depend on the
 values.
 
@@ -45,16 +45,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fsvid.cache import (
-    FeatureCache,
-    FeatureEpisodeDataset,
-    PrecomputedPrototypes,
-    PrecomputedSTRM,
-    PrecomputedTRX,
-    evaluate_precomputed,
-    write_feature_cache,
-)
-from fsvid.heads import PrototypeHead, STRMHead, TRXHead
+from fsvid.features import FeatureCache, FeatureEpisodeDataset, evaluate_precomputed, write_feature_cache
+from fsvid.heads import PrecomputedPrototypes, PrecomputedSTRM, PrecomputedTRX, PrototypeHead, STRMHead, TRXHead
 
 FRAMES, DIM, OUT_DIM, PATCHES = 8, 2048, 1152, 16
 WAY, SHOT, QUERY = 5, 5, 1

@@ -219,7 +219,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
-    from fsvid.engine.cache import build_run_cache
+    from fsvid.engine.runs import build_run_cache
 
     if args.run is not None and (args.config is not None or args.overrides):
         raise UsageError("give either --run RUN_DIR (its trained backbone) or --config [key=value ...], not both")

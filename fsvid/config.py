@@ -56,7 +56,7 @@ class DataConfig:
     """Keep up to this many MB of decoded videos in memory, so each is decoded once (worth it
     for the small synthetic set; each DataLoader worker keeps its own)."""
     cache: str | None = None
-    """Feature cache for a frozen backbone (``fsvid.cache``): ``None`` runs the backbone on the
+    """Feature cache for a frozen backbone (``fsvid.features``): ``None`` runs the backbone on the
     videos of every task; ``auto`` keeps each split's features in ``<run folder>/cache``; a
     path keeps them there (shareable by runs with the same backbone). Built on first use, in
     ``<cache>/<split>_<backbone weights hash>``. Training from it needs ``model.trainable: none``."""

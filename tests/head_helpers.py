@@ -1,4 +1,4 @@
-"""Shared helpers for the head tests: random few-shot tasks and gradient checks."""
+"""Shared helpers for the head tests: random few-shot tasks, gradient checks, LayerNorm settings."""
 
 from __future__ import annotations
 
@@ -37,3 +37,11 @@ def parameters_without_gradient(module: nn.Module) -> list[str]:
         for name, parameter in module.named_parameters()
         if parameter.requires_grad and (parameter.grad is None or not bool(parameter.grad.abs().sum() > 0))
     ]
+
+
+def randomise_norms(module: torch.nn.Module) -> None:
+    """LayerNorm gains and shifts away from 1 and 0, so the LayerNorm algebra is really tested."""
+    for norm in module.modules():
+        if isinstance(norm, torch.nn.LayerNorm):
+            torch.nn.init.normal_(norm.weight, 1.0, 0.3)
+            torch.nn.init.normal_(norm.bias, 0.0, 0.3)

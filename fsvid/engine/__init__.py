@@ -12,10 +12,10 @@ Modules: :mod:`~fsvid.engine.training` (the training loop), :mod:`~fsvid.engine.
 evaluating, comparing), :mod:`~fsvid.engine.metrics` (accuracy and its interval),
 :mod:`~fsvid.engine.checkpoint` (atomic files), :mod:`~fsvid.engine.distributed` (devices,
 mixed precision, torchrun), :mod:`~fsvid.engine.data` (from a configuration to episodes),
-:mod:`~fsvid.engine.cache` (training and evaluating from the feature cache).
+:mod:`~fsvid.engine.features` (training and evaluating from the feature cache).
 """
 
-from fsvid.engine.cache import build_run_cache, evaluate_from_cache, feature_episodes
+from fsvid.engine.features import evaluate_from_cache, feature_episodes
 from fsvid.engine.checkpoint import atomic_save, load_checkpoint
 from fsvid.engine.data import DataLocation, episode_dataset, locate_data
 from fsvid.engine.distributed import Distributed, autocast_context, resolve_device
@@ -28,7 +28,14 @@ from fsvid.engine.metrics import (
     paired_difference,
     per_class_accuracy,
 )
-from fsvid.engine.runs import compare_runs, evaluate_config, evaluate_run, load_trained_model, run_dir
+from fsvid.engine.runs import (
+    build_run_cache,
+    compare_runs,
+    evaluate_config,
+    evaluate_run,
+    load_trained_model,
+    run_dir,
+)
 from fsvid.engine.training import TrainingDiverged, TrainResult, task_loss, train
 
 __all__ = [

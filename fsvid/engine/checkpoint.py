@@ -12,12 +12,13 @@ come from a stranger. It is written atomically:
 A run killed at any moment therefore leaves either the previous ``last.pt`` or the new one,
 never half a file. A killed save can leave its temporary file behind; its name never
 matches a checkpoint name, and :func:`remove_stale_temporaries` deletes it when the run
-starts again.
+starts again. The atomic writes themselves live in :mod:`fsvid.files` (shared with the
+feature store); ``atomic_write``, ``atomic_write_text`` and ``remove_stale_temporaries`` are
+re-exported here.
 """
 
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 from typing import Any
@@ -26,73 +27,30 @@ import numpy as np
 import torch
 from torch import nn
 
+from fsvid.files import atomic_write, atomic_write_text, remove_stale_temporaries
+
 #: ``format`` entry of a training checkpoint (``last.pt``: everything needed to resume).
 TRAINING_FORMAT = "fsvid-checkpoint-1"
 #: ``format`` entry of a model-only checkpoint (``best.pt``: weights, config, when).
 MODEL_FORMAT = "fsvid-model-1"
 
-_TEMPORARY_MARK = ".tmp-"
-
-
-def _temporary_path(path: Path) -> Path:
-    return path.with_name(f".{path.name}{_TEMPORARY_MARK}{os.getpid()}")
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make a rename inside ``directory`` durable (a no-op where folders cannot be opened)."""
-    try:
-        handle = os.open(directory, os.O_RDONLY)
-    except OSError:  # Windows
-        return
-    try:
-        os.fsync(handle)
-    except OSError:
-        pass
-    finally:
-        os.close(handle)
-
-
-def atomic_write(path: str | Path, write) -> Path:
-    """Call ``write(binary_file)`` on a temporary file, then rename it to ``path`` atomically.
-
-    If ``write`` raises (disk full, interrupted), the temporary file is removed and ``path``
-    keeps its previous content.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temporary_path(path)
-    try:
-        with open(tmp, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    _fsync_directory(path.parent)
-    return path
+__all__ = [
+    "MODEL_FORMAT",
+    "TRAINING_FORMAT",
+    "atomic_save",
+    "atomic_write",
+    "atomic_write_text",
+    "check_state_dict_matches",
+    "load_checkpoint",
+    "random_states",
+    "remove_stale_temporaries",
+    "restore_random_states",
+]
 
 
 def atomic_save(obj: Any, path: str | Path) -> Path:
     """``torch.save(obj)`` to ``path`` through a temporary file and an atomic rename."""
     return atomic_write(path, lambda handle: torch.save(obj, handle))
-
-
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write a text file (JSON, CSV, YAML) atomically."""
-    return atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))
-
-
-def remove_stale_temporaries(directory: str | Path) -> list[Path]:
-    """Delete temporary files left by saves that were killed (``.<name>.tmp-<pid>``)."""
-    directory = Path(directory)
-    if not directory.is_dir():
-        return []
-    stale = [p for p in directory.iterdir() if p.name.startswith(".") and _TEMPORARY_MARK in p.name]
-    for path in stale:
-        path.unlink(missing_ok=True)
-    return stale
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Run folders: where a run writes, loading its model, evaluating it, comparing two runs.
+"""Run folders: where a run writes, loading its model, evaluating it, comparing two runs,
+building its feature caches ahead of time.
 
 A run folder (``output_dir``, default ``$FSVID_HOME/runs/<name>``) holds::
 
@@ -20,10 +21,12 @@ from typing import Any
 import torch
 
 from fsvid.config import RunConfig, from_dict, load_config, save_config
+from fsvid.features import FeatureCache
 from fsvid.engine.checkpoint import check_state_dict_matches, load_checkpoint
 from fsvid.engine.data import episode_dataset, locate_data, split_class_names
 from fsvid.engine.distributed import Distributed, resolve_device
 from fsvid.engine.evaluate import TASK_LIST_FIELDS, EvalResult, evaluate_model
+from fsvid.engine.features import cache_root, evaluate_from_cache, feature_episodes, split_cache
 from fsvid.engine.metrics import PairedDifference, paired_difference
 from fsvid.models import FewShotModel, build_model
 from fsvid.paths import default_runs_root
@@ -82,7 +85,7 @@ def evaluate_run(
     ``cache``: ``None`` follows ``data.cache`` (videos when it is not set); ``False`` reads the
     videos; ``"auto"`` (the run folder's ``cache/``) or a folder: the split's features are
     computed once with the model's backbone and the head scores the tasks from them
-    (:mod:`fsvid.engine.cache`, much faster for TRX, STRM and prototypes).
+    (:mod:`fsvid.engine.features`, much faster for TRX, STRM and prototypes).
 
     Saves ``eval_<split>.json`` and ``eval_<split>_tasks.npy`` in the run folder (rank 0 only
     under ``torchrun``, where the tasks are shared among the processes).
@@ -115,8 +118,6 @@ def _cache_root(config: RunConfig, run: Path, cache: str | bool | None) -> Path 
     if cache is False or (cache is None and config.data.cache is None):
         return None
     if cache is None or cache is True:
-        from fsvid.engine.cache import cache_root
-
         return cache_root(config, run) if config.data.cache is not None else run / "cache"
     return run / "cache" if cache == "auto" else Path(cache).expanduser()
 
@@ -159,7 +160,7 @@ def _evaluate(
     workers: int | None,
     directory: Path | None,
     meta: dict[str, Any],
-    cache_root: Path | None = None,
+    caches_root: Path | None = None,
 ) -> EvalResult:
     tasks = config.eval.tasks if tasks is None else tasks
     if tasks < 1:
@@ -169,10 +170,8 @@ def _evaluate(
     location = locate_data(config, generate=ddp.main, progress=show)
     ddp.barrier()
     dataset = episode_dataset(config, split, tasks, config.eval.seed, False, location, show)
-    if cache_root is not None:  # the split's features once, then the head on them
-        from fsvid.engine.cache import evaluate_from_cache, feature_episodes, split_cache
-
-        features = split_cache(config, dataset, model.backbone, split, cache_root, 0, show, distributed=ddp)
+    if caches_root is not None:  # the split's features once, then the head on them
+        features = split_cache(config, dataset, model.backbone, split, caches_root, 0, show, distributed=ddp)
         episodes = feature_episodes(dataset, features, train=False)
         result = evaluate_from_cache(model, episodes, device, config.train.amp, show, split, ddp)
     else:
@@ -191,6 +190,39 @@ def _evaluate(
         result.save(directory, f"eval_{split}")
     ddp.close()
     return result
+
+
+def build_run_cache(
+    config: RunConfig,
+    split: str,
+    root: str | Path | None = None,
+    run: str | Path | None = None,
+    which: str = "best",
+    progress: bool = True,
+    overwrite: bool = False,
+) -> FeatureCache:
+    """Build (or finish, or just open) the cache of ``split`` ahead of a run (``fsvid cache``).
+
+    The backbone is the one ``train`` would start from (built from ``config`` with
+    ``train.seed``: pretrained weights or the seeded initialisation), or with ``run`` the
+    backbone of that run's ``which`` checkpoint. ``root``: default ``data.cache``, else the
+    run folder's ``cache/``. The training split gets ``data.cache_views`` augmented views.
+    """
+    device = resolve_device(config.train.device)
+    location = locate_data(config, generate=True, progress=progress)
+    if run is not None:
+        model, config = load_trained_model(run, which, device)
+        folder = Path(run)
+    else:
+        torch.manual_seed(config.train.seed)
+        model = build_model(config, n_global=len(split_class_names(location, "train"))).to(device)
+        folder = run_dir(config)
+    if root is None:
+        root = cache_root(config, folder) if config.data.cache is not None else folder / "cache"
+    train = split == "train"
+    dataset = episode_dataset(config, split, 1, config.train.seed, train, location, progress)
+    views = config.data.cache_views if train else 0
+    return split_cache(config, dataset, model.backbone, split, root, views, progress, overwrite)
 
 
 def compare_runs(run_a: str | Path, run_b: str | Path, split: str = "test") -> PairedDifference:

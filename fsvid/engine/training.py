@@ -371,7 +371,7 @@ def train(
     files.rewrite_metrics(state.history)  # a fresh file, or the rows up to the checkpoint
 
     if from_cache:  # the backbone's features of every training and validation video, computed once
-        from fsvid.engine.cache import cache_root, feature_episodes, split_cache
+        from fsvid.engine.features import cache_root, feature_episodes, split_cache
 
         root = cache_root(config, directory)
         train_cache = split_cache(config, train_set, model.backbone, "train", root, config.data.cache_views, show,

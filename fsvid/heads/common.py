@@ -11,15 +11,21 @@ A head is called as ``head(support, support_labels, query, query_labels=None)``:
 Logit column ``c`` always belongs to the ``c``-th smallest support label (for the usual
 task labels ``0..way-1`` this is label ``c`` itself), exactly as the released code orders
 classes with ``torch.unique``.
+
+The last section holds what the heads' per-video precomputations (``PrecomputedPrototypes``,
+``PrecomputedTRX``, ``PrecomputedSTRM``, each in its head's file) share: reading features in
+chunks, the head's device, the eval-mode check and task index tensors.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
+import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 
 @dataclass
@@ -94,3 +100,53 @@ def labels_to_columns(labels: Tensor, classes: Tensor) -> Tensor:
         missing = sorted({int(x) for x in labels[~match.any(-1)]})
         raise ValueError(f"labels {missing} are not among the support classes {classes.tolist()}")
     return match.long().argmax(-1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-video precomputation: what the Precomputed* scorers share
+# ---------------------------------------------------------------------------------------------
+
+
+@runtime_checkable
+class ViewStore(Protocol):
+    """Features kept per view and read shard by shard, e.g. :class:`fsvid.features.FeatureCache`."""
+
+    def iter_view(self, view: int = 0) -> Iterator[tuple[int, Tensor]]:
+        """``(start, features)`` per shard, float32 (videos of the shard, *feature_shape)."""
+        ...
+
+
+#: What a precomputed head reads: the test-view features of every video, (videos, ...), as
+#: one tensor or from a feature store (its view 0).
+FeatureSource = Tensor | ViewStore
+
+
+def feature_chunks(features: FeatureSource, size: int, device: torch.device) -> Iterator[Tensor]:
+    """Test-view features in pieces of at most ``size`` videos, float32 on ``device``."""
+    if isinstance(features, Tensor):
+        for piece in features.split(size):
+            yield piece.to(device=device, dtype=torch.float32)
+    else:
+        for _, shard in features.iter_view(0):
+            for piece in shard.split(size):
+                yield piece.to(device)
+
+
+def module_device(module: nn.Module) -> torch.device:
+    """The device of a module's first parameter or buffer (CPU for an empty module)."""
+    tensor = next(iter([*module.parameters(), *module.buffers()]), None)
+    return tensor.device if tensor is not None else torch.device("cpu")
+
+
+def require_eval(module: nn.Module, name: str) -> None:
+    """Raise ``ValueError`` when ``module`` is in training mode (dropout would break the
+    per-video precomputation)."""
+    if module.training:
+        raise ValueError(
+            f"{name} is in training mode: call .eval() first (the per-video precomputation holds only without dropout)"
+        )
+
+
+def as_index(indices: Tensor | np.ndarray, device: torch.device) -> Tensor:
+    """Video indices (any integer array) as a long tensor on ``device``."""
+    return torch.as_tensor(np.asarray(indices), dtype=torch.long, device=device)

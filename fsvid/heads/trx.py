@@ -40,13 +40,25 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
 import torch
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
-from .common import HeadOutput, group_support
+from .common import (
+    FeatureSource,
+    HeadOutput,
+    ViewStore,
+    as_index,
+    feature_chunks,
+    group_support,
+    module_device,
+    require_eval,
+)
 from .positional import PositionalEncoding
 
 
@@ -228,3 +240,201 @@ class TRXHead(nn.Module):
         if keep_attention:
             extras["attention"] = [attention for _, attention, _ in results]
         return HeadOutput(logits=per_cardinality.mean(dim=-1), extras=extras)  # step 7, (queries, way)
+
+
+# ---------------------------------------------------------------------------------------------
+# Fast evaluation: per-video pieces once, then tasks from video indices
+# ---------------------------------------------------------------------------------------------
+#
+# In eval mode (no dropout) every step of the head before the support-query comparison
+# depends on one video only, so it can be done once per video and reused by every task that
+# holds the video. With the per-frame factorisation of ``project_tuples``, a tuple's key
+# before LayerNorm and its value are sums of per-frame pieces,
+#
+#     W [x_i; x_j] + b = W_1 x_i + W_2 x_j + b,     x_l = e_l + pe_l   (step 1),
+#
+# so per video and cardinality we store those pieces, (L*w, D') per map
+# (``project_video_tuples`` -> ``TupleProjections``), and a task combines them
+# (``tuple_distance_logits``, whose docstring gives the algebra that also moves the key
+# LayerNorm out of the support-query products). The logits equal the head's up to float
+# rounding (``PrecomputedTRX``; ``fsvid.features.evaluate_precomputed`` scores a task list).
+
+
+@dataclass
+class TupleProjections:
+    """Per-video pieces of one cardinality's tuple keys and values (see :class:`PrecomputedTRX`).
+
+    - ``tuples``: (T, w) frame indices; ``key_selection``: (T, L*w + 1) 0/1, the last column
+      all ones (the bias); ``value_selection``: (T, L*w).
+    - ``key_pieces``: (videos, L*w + 1, D'), ``g * (K_l^j - mean)`` for row ``l*w + j`` and
+      ``g * (b - mean b)`` for the last row (``g``: the key LayerNorm's weight).
+    - ``inverse_std``: (videos, T), ``1 / sqrt(var(key_t) + eps)`` of every tuple's key.
+    - ``key_offset``: (videos, T), ``<g * beta, centred key_t> / std_t``.
+    - ``value_pieces``: (videos, L*w, D'), ``V_l^j`` without bias.
+    """
+
+    tuples: Tensor
+    key_selection: Tensor
+    value_selection: Tensor
+    key_pieces: Tensor
+    inverse_std: Tensor
+    key_offset: Tensor
+    value_pieces: Tensor
+
+
+def piece_selection(tuples: Tensor, seq_len: int) -> Tensor:
+    """The 0/1 matrix (T, L*w) that sums a tuple from per-frame pieces laid out row
+    ``l*w + j`` (frame l projected by block j): ``selection[t, l*w + j] = 1`` iff ``t_j = l``."""
+    n_tuples, w = tuples.shape
+    selection = torch.zeros(n_tuples, seq_len, w, device=tuples.device)
+    rows = torch.arange(n_tuples, device=tuples.device).unsqueeze(1)  # (T, 1)
+    selection[rows, tuples, torch.arange(w, device=tuples.device)] = 1.0
+    return selection.view(n_tuples, seq_len * w)
+
+
+def project_video_tuples(transformer: TemporalCrossTransformer, frames: Tensor) -> TupleProjections:
+    """The per-video part of one :class:`TemporalCrossTransformer` in eval mode, for frame
+    features (videos, L, D): steps 1-3 up to the sums over a tuple's frames."""
+    require_eval(transformer, "the TRX head")
+    videos, seq_len, dim = frames.shape
+    out_dim, tuples = transformer.out_dim, transformer.active_tuples()  # (T, w)
+    w = tuples.shape[1]
+    x = transformer.positional_encoding(frames)  # (videos, L, D), step 1 (no dropout in eval)
+
+    def pieces(linear: nn.Linear) -> Tensor:
+        # W = [W_1 | ... | W_w]: row l*w + j of the result is W_j x_l (the trx.project_tuples split).
+        blocks = linear.weight.view(out_dim, w, dim).permute(2, 1, 0).reshape(dim, w * out_dim)  # (D, w*D')
+        return (x @ blocks).view(videos, seq_len * w, out_dim)  # (videos, L*w, D')
+
+    norm = transformer.key_norm
+    gain = norm.weight if norm.weight is not None else torch.ones(out_dim, device=frames.device)
+    shift = norm.bias if norm.bias is not None else torch.zeros(out_dim, device=frames.device)
+    key_bias = transformer.key_map.bias.expand(videos, 1, out_dim)  # (videos, 1, D')
+    keys = torch.cat([pieces(transformer.key_map), key_bias], dim=1)  # (videos, L*w + 1, D')
+    keys = keys - keys.mean(dim=-1, keepdim=True)  # centring is linear: centred tuple = sum of centred pieces
+    value_selection = piece_selection(tuples, seq_len).to(frames.dtype)  # (T, L*w)
+    key_selection = torch.cat([value_selection, value_selection.new_ones(len(tuples), 1)], dim=1)  # (T, L*w + 1)
+    centred = key_selection @ keys  # (videos, T, D'): key_t - mean(key_t)
+    inverse_std = torch.rsqrt(centred.pow(2).mean(dim=-1) + norm.eps)  # (videos, T)
+    return TupleProjections(
+        tuples=tuples,
+        key_selection=key_selection,
+        value_selection=value_selection,
+        key_pieces=keys * gain,  # (videos, L*w + 1, D')
+        inverse_std=inverse_std,
+        key_offset=(centred @ (gain * shift)) * inverse_std,  # (videos, T)
+        value_pieces=pieces(transformer.value_map),  # (videos, L*w, D')
+    )
+
+
+def _cat_projections(parts: list[TupleProjections]) -> TupleProjections:
+    first = parts[0]
+    return TupleProjections(
+        first.tuples, first.key_selection, first.value_selection,
+        *(torch.cat([getattr(p, name) for p in parts]) for name in ("key_pieces", "inverse_std", "key_offset", "value_pieces")),
+    )
+
+
+def tuple_distance_logits(projections: TupleProjections, support: Tensor, query: Tensor, out_dim: int) -> Tensor:
+    """One cardinality's TRX logits for a batch of tasks from per-video pieces.
+
+    support: (tasks, way, shots) and query (tasks, queries) video indices -> (tasks, queries, way).
+
+    With ``n_t`` the centred key of tuple t before LayerNorm and ``s_t`` its std, the
+    LayerNorm'd key is ``k_t = g * n_t / s_t + beta``, so
+
+        k_t . k_u = (g n_t) . (g n_u) / (s_t s_u) + o_t + o_u + |beta|^2,   o_t = (g beta) . n_t / s_t
+
+    and ``g n_t = S_t P`` sums the rows of the video's ``key_pieces`` P picked by the
+    selection row S_t. The products of all query and support tuples are therefore
+    ``S (P_q P_s^T) S^T``: a Gram matrix of (L*w + 1) pieces per video pair instead of T
+    tuples (24 vs 56 rows for triples at L = 8). ``o_t + |beta|^2`` is the same for every
+    support tuple of a query tuple, so it cancels in the softmax (step 4) and is left out.
+    Values have no norm: a prototype is ``sum_u a_tu (S_u V_s + b)`` and, as the attention
+    sums to 1, the bias cancels against the query's; the attention is folded onto the
+    support's value pieces first, ``(a S) V_s``, again L*w rows instead of T.
+    """
+    tasks, way, shots = support.shape
+    n_query = query.shape[1]
+    key_selection, value_selection = projections.key_selection, projections.value_selection  # (T, R), (T, L*w)
+    n_tuples, rows = key_selection.shape
+
+    # Step 4: scores of every query tuple against every support tuple of each class.
+    query_keys = projections.key_pieces[query]  # (tasks, queries, R, D')
+    support_keys = projections.key_pieces[support]  # (tasks, way, shots, R, D')
+    gram = query_keys.flatten(1, 2) @ support_keys.flatten(1, 3).transpose(1, 2)  # (tasks, queries*R, way*shots*R)
+    gram = gram.view(tasks, n_query, rows, way * shots, rows)
+    per_support = gram @ key_selection.T  # (tasks, queries, R, way*shots, T)
+    products = key_selection @ per_support.flatten(3)  # (tasks, queries, T, way*shots*T)
+    inverse_std_query = projections.inverse_std[query].unsqueeze(-1)  # (tasks, queries, T, 1)
+    inverse_std_support = projections.inverse_std[support].flatten(1).unsqueeze(1).unsqueeze(1)  # (tasks, 1, 1, way*shots*T)
+    offset_support = projections.key_offset[support].flatten(1).unsqueeze(1).unsqueeze(1)  # (tasks, 1, 1, way*shots*T)
+    scores = (products * inverse_std_query * inverse_std_support + offset_support) / math.sqrt(out_dim)
+    attention = scores.view(tasks, n_query, n_tuples, way, shots * n_tuples).softmax(dim=-1)  # one softmax per class
+
+    # Step 5: prototypes, with the attention moved onto the support's value pieces.
+    attention = attention.view(tasks, n_query, n_tuples, way, shots, n_tuples)
+    on_pieces = attention @ value_selection  # (tasks, queries, T, way, shots, L*w)
+    on_pieces = on_pieces.permute(0, 3, 1, 2, 4, 5).flatten(4).flatten(2, 3)  # (tasks, way, queries*T, shots*L*w)
+    support_values = projections.value_pieces[support].flatten(2, 3)  # (tasks, way, shots*L*w, D')
+    prototypes = on_pieces @ support_values  # (tasks, way, queries*T, D')
+    query_values = value_selection @ projections.value_pieces[query]  # (tasks, queries, T, D')
+
+    # Step 6: squared distance over tuples and channels, divided by T (in place: the largest tensor).
+    difference = prototypes.sub_(query_values.flatten(1, 2).unsqueeze(1))  # (tasks, way, queries*T, D')
+    distance = difference.pow(2).sum(-1).view(tasks, way, n_query, n_tuples).sum(-1) / n_tuples  # (tasks, way, queries)
+    return -distance.transpose(1, 2)  # (tasks, queries, way)
+
+
+class PrecomputedTRX:
+    """:class:`TRXHead` (eval mode) with every per-video step done once.
+
+    Per video and cardinality it keeps :class:`TupleProjections` (key and value pieces of
+    every frame for every tuple position, about ``2 (L*w + 1) D'`` numbers), computed in
+    pieces of ``chunk_size`` videos from ``features`` (a (videos, L, D) tensor, a feature
+    store such as :class:`fsvid.features.FeatureCache` (its test view), or an iterable of
+    (videos, L, D) chunks). A task then costs two Gram products of pieces and
+    the prototype products (:func:`tuple_distance_logits`).
+
+    ``scorer(support, query)``: support (tasks, way, shots) and query (tasks, queries) video
+    indices -> ``HeadOutput`` with logits (tasks, queries, way) (the mean over cardinalities)
+    and ``extras["logits_per_cardinality"]`` (tasks, queries, way, |Omega|); equal to the
+    head's logits on each task up to float rounding.
+
+    Memory: ``(2 L*w + 1) D'`` floats per video and cardinality, 378 KB per video for
+    Omega = {2, 3}, L = 8, D' = 1152 in float32 (0.9 GB for 2,400 test videos). Speed: the
+    products are batched over ``tasks`` given together; on a CPU one task at a time keeps
+    the intermediate tensors in cache, on a GPU pass many.
+    """
+
+    def __init__(
+        self,
+        head: TRXHead,
+        features: FeatureSource | Iterable[Tensor],
+        chunk_size: int = 256,
+        progress: bool = False,
+    ) -> None:
+        require_eval(head, "the TRX head")
+        self.head, self.out_dim = head, head.out_dim
+        device = module_device(head)
+        chunks = feature_chunks(features, chunk_size, device) if isinstance(features, (Tensor, ViewStore)) else features
+        parts: list[list[TupleProjections]] = [[] for _ in head.cross_transformers]
+        with torch.inference_mode():
+            for chunk in tqdm(chunks, desc="TRX projections", unit="chunk", disable=not progress):
+                if chunk.dim() != 3 or chunk.shape[1:] != (head.seq_len, head.dim):
+                    raise ValueError(
+                        f"PrecomputedTRX needs frame features (videos, L={head.seq_len}, D={head.dim}), got {tuple(chunk.shape)}"
+                    )
+                for k, transformer in enumerate(head.cross_transformers):
+                    parts[k].append(project_video_tuples(transformer, chunk.to(device)))
+        self.projections = [_cat_projections(p) for p in parts]
+
+    @torch.inference_mode()
+    def __call__(self, support: Tensor | np.ndarray, query: Tensor | np.ndarray) -> HeadOutput:
+        device = self.projections[0].key_pieces.device
+        support, query = as_index(support, device), as_index(query, device)
+        per_cardinality = torch.stack(
+            [tuple_distance_logits(p, support, query, self.out_dim) for p in self.projections], dim=-1
+        )  # (tasks, queries, way, |Omega|)
+        return HeadOutput(logits=per_cardinality.mean(dim=-1), extras={"logits_per_cardinality": per_cardinality})
+

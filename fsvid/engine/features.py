@@ -1,21 +1,22 @@
-"""Training and evaluation from the feature cache (:mod:`fsvid.cache`).
+"""Training and evaluation from the feature cache (:mod:`fsvid.features`).
 
 With a frozen backbone every task would run the same videos through the same network again;
 the cache runs each video of a split once. The engine uses it in two ways:
 
 - **training** (``data.cache`` set, ``model.trainable: none``): the head is trained on
-  :class:`fsvid.cache.FeatureEpisodeDataset` tasks (the same tasks as from the videos; with
+  :class:`fsvid.features.FeatureEpisodeDataset` tasks (the same tasks as from the videos; with
   ``data.cache_views > 0`` each video of a training task takes one of that many augmented
   views, drawn from the task's seed);
 - **evaluation** (``data.cache`` set, or ``evaluate_run(..., cache=...)``): the test split's
   features are computed once with the model's backbone (trained or not), then the prototype,
   TRX and STRM heads score 10,000 tasks from per-video precomputations
-  (:class:`fsvid.cache.PrecomputedTRX`, ...), MASTAF with its head on cached features.
+  (:class:`fsvid.heads.trx.PrecomputedTRX`, ...), MASTAF with its head on cached features.
 
 A split's cache lives in ``<root>/<split>_<first 12 hex digits of the backbone's weight
 hash>``, so caches of different weights never collide, and a cache folder shared by runs with
 the same frozen backbone is reused. ``<root>`` is ``data.cache`` (``auto``: the run folder's
-``cache/``).
+``cache/``). Building a split's cache ahead of a run (``fsvid cache``) is
+:func:`fsvid.engine.runs.build_run_cache`.
 """
 
 from __future__ import annotations
@@ -26,13 +27,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from fsvid.cache import (
+from fsvid.features import (
     CacheMismatchError,
     FeatureCache,
     FeatureEpisodeDataset,
-    PrecomputedPrototypes,
-    PrecomputedSTRM,
-    PrecomputedTRX,
     build_feature_cache_from_dataset,
     evaluate_precomputed,
     module_sha256,
@@ -42,17 +40,16 @@ from fsvid.data import EpisodeDataset
 from fsvid.engine.distributed import Distributed
 from fsvid.engine.evaluate import EvalResult, evaluate_model, fingerprint_of, task_digest, task_list_of
 from fsvid.engine.metrics import confusion_matrix, mean_and_ci
-from fsvid.heads import PrototypeHead, STRMHead, TRXHead
+from fsvid.heads import PrecomputedPrototypes, PrecomputedSTRM, PrecomputedTRX, PrototypeHead, STRMHead, TRXHead
 
 
-def cache_root(config: RunConfig, run_folder: Path | None = None) -> Path:
-    """The folder holding a run's split caches: ``data.cache``, or for ``auto`` the run folder's ``cache/``."""
+def cache_root(config: RunConfig, run_folder: Path) -> Path:
+    """The folder holding a run's split caches: ``data.cache``, or for ``auto`` the run
+    folder's ``cache/`` (``run_folder``: the run's folder, e.g. ``fsvid.engine.run_dir(config)``)."""
     if config.data.cache is None:
         raise ConfigError("data.cache is not set (use data.cache=auto or data.cache=/path/to/caches)")
     if config.data.cache == "auto":
-        from fsvid.engine.runs import run_dir
-
-        return (run_folder or run_dir(config)) / "cache"
+        return Path(run_folder) / "cache"
     return Path(config.data.cache).expanduser()
 
 
@@ -159,41 +156,3 @@ def evaluate_from_cache(
         confusion=confusion,
         task_list=task_list_of(episodes, split, fingerprint_of(digests)),
     )
-
-
-def build_run_cache(
-    config: RunConfig,
-    split: str,
-    root: str | Path | None = None,
-    run: str | Path | None = None,
-    which: str = "best",
-    progress: bool = True,
-    overwrite: bool = False,
-) -> FeatureCache:
-    """Build (or finish, or just open) the cache of ``split`` ahead of a run (``fsvid cache``).
-
-    The backbone is the one ``train`` would start from (built from ``config`` with
-    ``train.seed``: pretrained weights or the seeded initialisation), or with ``run`` the
-    backbone of that run's ``which`` checkpoint. ``root``: default ``data.cache``, else the
-    run folder's ``cache/``. The training split gets ``data.cache_views`` augmented views.
-    """
-    from fsvid.engine.data import episode_dataset, locate_data, split_class_names
-    from fsvid.engine.distributed import resolve_device
-    from fsvid.engine.runs import load_trained_model, run_dir
-    from fsvid.models import build_model
-
-    device = resolve_device(config.train.device)
-    location = locate_data(config, generate=True, progress=progress)
-    if run is not None:
-        model, config = load_trained_model(run, which, device)
-        folder = Path(run)
-    else:
-        torch.manual_seed(config.train.seed)
-        model = build_model(config, n_global=len(split_class_names(location, "train"))).to(device)
-        folder = run_dir(config)
-    if root is None:
-        root = cache_root(config, folder) if config.data.cache is not None else folder / "cache"
-    train = split == "train"
-    dataset = episode_dataset(config, split, 1, config.train.seed, train, location, progress)
-    views = config.data.cache_views if train else 0
-    return split_cache(config, dataset, model.backbone, split, root, views, progress, overwrite)

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from engine_helpers import fsvid_home, one_thread, reference_run, tiny_config, tiny_dataset  # noqa: F401
-from fsvid.cache import FeatureCache, module_sha256
 from fsvid.cli import main
 from fsvid.config import ConfigError
 from fsvid.engine import compare_runs, evaluate_config, evaluate_run, load_checkpoint, load_trained_model, train
+from fsvid.features import FeatureCache, module_sha256
 
 
 def test_evaluation_from_the_cache_matches_the_videos(reference_run, tmp_path, fsvid_home, one_thread):
