@@ -27,17 +27,16 @@ The dataset is written like the real benchmarks this package reads::
 Generation is deterministic: video ``v`` of class ``c`` is drawn from its own generator
 seeded by ``(seed, index of c in SYNTHETIC_CLASSES, v)``, so the files do not depend on the
 number of worker processes nor on which other classes are selected.
+
+Modules: :mod:`~fsvid.data.synthetic.canvas` (shapes, sprites, backgrounds, compositing),
+:mod:`~fsvid.data.synthetic.motions` (the class table and each class's motion),
+:mod:`~fsvid.data.synthetic.config` (:class:`SyntheticConfig`, which classes it selects),
+:mod:`~fsvid.data.synthetic.render` (one clip) and :mod:`~fsvid.data.synthetic.dataset`
+(writing the files).
 """
 
-from fsvid.data.synthetic.config import (
-    FORMATS,
-    GENERATOR_VERSION,
-    X264_PRESETS,
-    SyntheticConfig,
-    list_synthetic_classes,
-    select_classes,
-)
-from fsvid.data.synthetic.dataset import SPLIT_FILES, generate_synthetic_dataset
+from fsvid.data.synthetic.config import GENERATOR_VERSION, SyntheticConfig, list_synthetic_classes, select_classes
+from fsvid.data.synthetic.dataset import generate_synthetic_dataset
 from fsvid.data.synthetic.motions import SYNTHETIC_CLASSES, SyntheticClass
 from fsvid.data.synthetic.render import render_clip, video_rng
 
