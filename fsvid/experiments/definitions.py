@@ -27,7 +27,6 @@ from pathlib import Path
 from fsvid.config import ConfigError, RunConfig, load_config, preset_names, to_dict
 from fsvid.paths import fsvid_home
 
-
 SCALES = ("synthetic", "full")
 
 #: Overrides of every synthetic-scale run: a CPU budget (about a minute of training per run on

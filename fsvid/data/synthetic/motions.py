@@ -374,5 +374,7 @@ _TABLE: list[tuple[SyntheticClass, MotionFn | None]] = [
 SYNTHETIC_CLASSES: tuple[SyntheticClass, ...] = tuple(cls for cls, _ in _TABLE)
 """All classes, in a fixed order (a class's position seeds its videos)."""
 CLASS_INDEX = {cls.name: i for i, cls in enumerate(SYNTHETIC_CLASSES)}
+"""Class name -> its position in :data:`SYNTHETIC_CLASSES`."""
 MOTIONS = {cls.name: motion for cls, motion in _TABLE if motion is not None}
+"""Class name -> its motion, for the classes that do not reverse a twin."""
 assert len(CLASS_INDEX) == len(SYNTHETIC_CLASSES)
