@@ -336,7 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("sweep", help="run a paper experiment's sweep (resumable) into one results CSV",
                             add_help=False)
-    p.add_argument("sweep_args", nargs=argparse.REMAINDER, help="arguments of fsvid.sweeps (--help lists them)")
+    p.add_argument("sweep_args", nargs=argparse.REMAINDER, help="arguments of python -m fsvid.experiments (--help lists them)")
 
     p = commands.add_parser("notebook", help="run a notebook as a parameterised papermill job", add_help=False)
     p.add_argument("notebook_args", nargs=argparse.REMAINDER, help="arguments of python -m fsvid.notebooks")
@@ -356,7 +356,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from fsvid.sweeps import main as sweep_main
+    from fsvid.experiments.cli import main as sweep_main
 
     return sweep_main(args.sweep_args)
 
