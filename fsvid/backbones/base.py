@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from fsvid.backbones.chunks import chunked_maps
 from fsvid.backbones.weights import (
     WeightsSource,
     drop_prefixes,
@@ -114,6 +115,7 @@ class VideoBackbone(nn.Module):
     torchvision_arch: str | None = None  # a torchvision model name when named weights exist
     head_prefixes: tuple[str, ...] = ()  # classifier parameters in weight files, ignored
     missing_file_help: str = ""  # how to get a weight file, for FileNotFoundError
+    frame_wise: bool = False  # True when each frame is mapped on its own (2D networks)
 
     def __init__(
         self,
@@ -159,12 +161,19 @@ class VideoBackbone(nn.Module):
         return state
 
     # ----- forward ------------------------------------------------------------------------
-    def forward(self, clips: Tensor) -> Tensor:
-        """clips (videos, L, 3, H, W) in [0, 1] -> the `output` form (see the module docstring)."""
+    def forward(self, clips: Tensor, chunks: int = 1, checkpoint: bool = False) -> Tensor:
+        """clips (videos, L, 3, H, W) in [0, 1] -> the `output` form (see the module docstring).
+
+        `chunks` > 1 runs the network on that many pieces of the batch, `checkpoint=True`
+        recomputes each piece's activations in backward (:mod:`fsvid.backbones.chunks`).
+        """
         check_clips(clips, type(self).__name__)
         if self.normalize:
             clips = (clips - self.input_mean.to(clips.dtype)) / self.input_std.to(clips.dtype)
-        maps, frame_vectors = self.forward_maps(clips)  # (videos, C, T, h, w), (videos, T, C) | None
+        if chunks == 1 and not checkpoint:
+            maps, frame_vectors = self.forward_maps(clips)  # (videos, C, T, h, w), (videos, T, C) | None
+        else:
+            maps, frame_vectors = chunked_maps(self.forward_maps, clips, self, chunks, self.frame_wise, checkpoint)
         return shape_output(maps, self.output, self.patch_grid, self.patch_pool, frame_vectors)
 
     # ----- weights ------------------------------------------------------------------------

@@ -39,6 +39,7 @@ class ResNet2d(VideoBackbone):
         normalize: None (released TRX/STRM: raw [0, 1] pixels), `"imagenet"` or (mean, std).
     """
 
+    frame_wise = True  # each frame on its own
     head_prefixes = ("fc.",)
 
     def __init__(

@@ -51,6 +51,7 @@ class SmallCNN(VideoBackbone):
         trainable: `all`, `last` (the last block) or `none`.
     """
 
+    frame_wise = True  # each frame on its own
     missing_file_help = "Weights for SmallCNN come from your own runs: torch.save(backbone.state_dict(), path)."
 
     def __init__(

@@ -46,6 +46,7 @@ class VisionTransformerB16(VideoBackbone):
             Default 224, or the size the named weights were trained at.
     """
 
+    frame_wise = True  # each frame on its own
     head_prefixes = ("heads.",)
     torchvision_arch = "vit_b_16"
 
