@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -227,3 +228,62 @@ def test_decoded_video_memory_respects_its_budget(frames_data: tuple[Path, Path]
     for index in range(3):
         assert torch.equal(dataset[index].support, reference[index].support)
     assert len(dataset.memory) == 2 and dataset.memory.used == 2 * one_video
+
+
+def _recorded_counts_dataset(tmp_path: Path) -> tuple[Path, Path]:
+    """2 classes x 3 mp4 videos of 6 frames; split list."""
+    lines = make_dataset(tmp_path / "data", {"A": 3, "B": 3}, num_frames=6, kind="mp4", height=16, width=16)
+    return write_split(tmp_path / "split.txt", lines), tmp_path / "data"
+
+
+def _counting(monkeypatch) -> list[str]:
+    """Record every video the dataset opens to count frames."""
+    import fsvid.data.video as video
+
+    opened, count = [], video.count_video_frames
+    monkeypatch.setattr(video, "count_video_frames", lambda path: opened.append(Path(path).name) or count(path))
+    return opened
+
+
+def test_recorded_frame_counts_are_used_while_the_files_are_unchanged(tmp_path: Path, monkeypatch) -> None:
+    """Recorded counts replace opening the videos; a video whose size or time changed is
+    counted again. The record of A/v0 says 3 frames (a lie the files cannot tell): it is
+    believed (A/v0 dropped as short) until the file's time changes."""
+    from fsvid.data.frame_counts import frame_counts_path, write_frame_counts
+
+    split, root = _recorded_counts_dataset(tmp_path)
+    counts = {f"{c}/v{k}": (root / c / f"v{k}.mp4", 6) for c in "AB" for k in range(3)}
+    counts["A/v0"] = (root / "A" / "v0.mp4", 3)
+    written = write_frame_counts(root, counts)
+    assert written == frame_counts_path(root) == root / ".fsvid" / "frame_counts.json"
+    opened = _counting(monkeypatch)
+    settings = dict(way=2, shot=1, query=1, frames=4, resize=16, crop=16, num_tasks=4, train=False, progress=False)
+    with pytest.warns(UserWarning, match=r"'A/v0' \(3 frames\)"):
+        dataset = EpisodeDataset.from_split(split, root, **settings)
+    assert opened == [] and len(dataset.videos) == 5
+    stat = (root / "A" / "v0.mp4").stat()
+    os.utime(root / "A" / "v0.mp4", ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # touched: counted again
+    (root / "B" / "v2.mp4").write_bytes((root / "B" / "v2.mp4").read_bytes() + b"\0")  # other size: counted again
+    dataset = EpisodeDataset.from_split(split, root, **settings)
+    assert sorted(opened) == ["v0.mp4", "v2.mp4"] and len(dataset.videos) == 6
+    assert {v.key: v.num_frames for v in dataset.videos}["A/v0"] == 6
+
+
+def test_unreadable_or_old_frame_count_files_fall_back_to_counting(tmp_path: Path, monkeypatch) -> None:
+    from fsvid.data.frame_counts import frame_counts_path
+
+    split, root = _recorded_counts_dataset(tmp_path)
+    opened = _counting(monkeypatch)
+    settings = dict(way=2, shot=1, query=1, frames=4, resize=16, crop=16, num_tasks=4, train=False, progress=False)
+    path = frame_counts_path(root)
+    path.parent.mkdir()
+    path.write_text('{"A/v0": 6, "A/v1": 6}', encoding="utf-8")  # first version: no size or time, not used
+    EpisodeDataset.from_split(split, root, **settings)
+    assert len(opened) == 6
+    for text, cause in (('{"format": 2, "videos": {"A/v0": ', "cannot read the recorded frame counts"),
+                        ('{"format": 7, "videos": {}}', "not a frame count file of format 2")):
+        path.write_text(text, encoding="utf-8")
+        opened.clear()
+        with pytest.warns(UserWarning, match=re.escape(str(path)) + ".*" + cause):
+            dataset = EpisodeDataset.from_split(split, root, **settings)
+        assert len(opened) == 6 and all(v.num_frames == 6 for v in dataset.videos)

@@ -259,6 +259,30 @@ def test_ssv2_prepared_data_loads_as_episodes_with_the_test_time_frames(ssv2):
         np.testing.assert_array_equal(frame_indices(clip), trx_frame_indices(n, 8, train=False))
 
 
+def test_ssv2_frame_counts_are_recorded_with_size_and_time_and_read_instead_of_counting(ssv2, monkeypatch):
+    import json
+
+    import fsvid.data.video as video
+
+    otam, _, out, _ = ssv2
+    record = json.loads((out / ".fsvid" / "frame_counts.json").read_text(encoding="utf-8"))
+    assert record["format"] == 2 and len(record["videos"]) == 12
+    for key, entry in record["videos"].items():
+        path = out / entry["path"]
+        assert entry["path"] == f"{key}.mp4" and entry["frames"] == len(video.VideoFileReader(path))
+        assert (entry["size"], entry["mtime_ns"]) == (path.stat().st_size, path.stat().st_mtime_ns)
+
+    def no_counting(path):
+        raise AssertionError(f"{path} was opened to count its frames")
+
+    monkeypatch.setattr(video, "count_video_frames", no_counting)
+    with pytest.warns(UserWarning, match="2 of 8 entries"):
+        dataset = EpisodeDataset.from_split(otam.splits["test"], out, way=2, shot=1, query=2, frames=8, train=False,
+                                            num_tasks=2, resize=None, crop=48, on_missing="skip", progress=False)
+    assert {v.key: v.num_frames for v in dataset.videos} == {k: record["videos"][k]["frames"]
+                                                             for k in (v.key for v in dataset.videos)}
+
+
 def test_ssv2_rerun_is_idempotent_and_resumes_after_an_interruption(ssv2):
     otam, _, out, _ = ssv2
     outputs = sorted(out.glob("*/*.mp4"))

@@ -28,7 +28,9 @@ Short videos (fewer frames than L), policy ``short_videos``:
 - ``"drop"`` (default, as the released TRX code): every video's frames are counted once when
   the dataset is built (a tqdm bar, ``progress=False`` hides it; frame folders count their
   ``.jpg`` files, video files are opened without decoding) and short ones are left out with a
-  warning naming them;
+  warning naming them. :meth:`EpisodeDataset.from_split` first takes the counts the prepare
+  scripts recorded in ``ROOT/.fsvid/frame_counts.json`` for the files that have not changed
+  since (:mod:`fsvid.data.frame_counts`), so only the other videos are opened;
 - ``"repeat"``: nothing is counted up front (fast to build on large datasets); a short video's
   clip repeats frames (the sampling indices are clamped to the video).
 """
@@ -50,6 +52,7 @@ from torch.utils.data import Dataset
 from fsvid.data.sampling import FrameSampling, sample_frame_indices
 from fsvid.data.splits import VideoSource, read_split, resolve_split, split_classes
 from fsvid.data.transforms import ClipTransform
+from fsvid.data.frame_counts import with_recorded_frame_counts
 from fsvid.data.video import count_frames, open_video
 
 ShortVideoPolicy = Literal["drop", "repeat"]
@@ -333,6 +336,8 @@ class EpisodeDataset(Dataset):
         if not entries:
             raise ValueError(f"split list {split_file} has no entries")
         videos = resolve_split(entries, data_root, on_missing=on_missing, split_name=str(Path(split_file)))
+        if short_videos == "drop":
+            videos = with_recorded_frame_counts(videos, data_root)  # counts the prepare scripts wrote, if still true
         transform = ClipTransform(train=train, resize=resize, crop=crop, flip=flip, normalize=normalize)
         return cls(
             videos, way=way, shot=shot, query=query, frames=frames, train=train, num_tasks=num_tasks,

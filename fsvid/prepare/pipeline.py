@@ -11,7 +11,9 @@
 4. write ``OUT/.fsvid/prepare.json`` (the output options; a second run with other options is
    refused, so one folder never mixes two preparations), ``OUT/.fsvid/prepare_log.csv`` (one
    row per listed video: status, frames, size, note; kept across runs) and
-   ``OUT/.fsvid/frame_counts.json`` (``{"class/video_id": frames}`` of the written videos).
+   ``OUT/.fsvid/frame_counts.json`` (frames, size and modification time of each written video,
+   :mod:`fsvid.data.frame_counts`; episode building reads the counts instead of reopening
+   every video).
 
 Idempotent and resumable: a video whose output exists under its final name is done (outputs
 are renamed into place only when complete), so running again converts only what is left and
@@ -27,6 +29,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fsvid.data.frame_counts import META_DIR, write_frame_counts
 from fsvid.data.splits import SplitEntry, read_split
 from fsvid.prepare.convert import (
     PARTIAL_PREFIX,
@@ -50,7 +53,6 @@ from fsvid.prepare.parallel import parallel_map
 from fsvid.prepare.splits import split_name_of
 
 #: Folder inside OUT holding fsvid's bookkeeping and reports (hidden from class listings).
-META_DIR = ".fsvid"
 LOG_FIELDS = ("key", "split", "source", "status", "frames_in", "frames_out", "width", "height", "fps", "note")
 #: How many problems a summary lists by name.
 _SHOW = 10
@@ -309,8 +311,7 @@ def prepare_dataset(
         log[miss.entry.key] = {"key": miss.entry.key, "split": miss.split, "status": "missing", "note": miss.reason}
     _write_log(log_path, log)
 
-    counts = {k: int(row["frames_out"]) for k, row in log.items()
+    counts = {k: (output_path(out, *k.split("/", 1), options.format), int(row["frames_out"])) for k, row in log.items()
               if row.get("status") in ("ok", "truncated") and str(row.get("frames_out", "")).isdigit()}
-    with open(out / META_DIR / "frame_counts.json", "w", encoding="utf-8") as handle:
-        json.dump(dict(sorted(counts.items())), handle, indent=0)
+    write_frame_counts(out, counts)  # OUT/.fsvid/frame_counts.json, with each file's size and time
     return summary
