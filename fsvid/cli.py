@@ -294,9 +294,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--untrained", action="store_true", help="with --config: evaluate the model as built, untrained")
     p.add_argument("--per-class", action="store_true", help="print the accuracy of every class")
     p.add_argument("--cache", nargs="?", const="auto", default=None, metavar="ROOT",
-                   help="score the tasks from a feature cache of the split (built if missing) in ROOT "
-                        "(default: the run folder's cache/); much faster for TRX, STRM and prototypes")
-    p.add_argument("--no-cache", action="store_true", help="read the videos even when data.cache is set")
+                   help="keep the split's features in ROOT (default without --cache: data.cache, else the run "
+                        "folder's eval_features/, removed after the evaluation unless the backbone is frozen)")
+    p.add_argument("--no-cache", action="store_true",
+                   help="run each task's videos through the whole model instead of computing every video's "
+                        "features once (the per-task path; same accuracies, much slower)")
     p.set_defaults(handler=cmd_evaluate)
 
     p = commands.add_parser("compare", help="paired comparison of two evaluated runs on the same tasks")

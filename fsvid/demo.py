@@ -118,7 +118,7 @@ def run_demo(
         seconds = time.time() - began
         print(f"{method}: trained {trained.tasks} tasks in {seconds:.0f} s, best validation accuracy "
               f"{trained.best_accuracy:.1f}% (task {trained.best_task})")
-        test = evaluate_run(trained.directory, tasks=test_tasks, progress=progress, cache=False)
+        test = evaluate_run(trained.directory, tasks=test_tasks, progress=progress)
         reversal = evaluate_reversal(trained.directory, per_pair, progress=progress)
         results.append(MethodResult(method, test.accuracy, mean_and_ci(reversal), reversal, test.task_accuracies, seconds))
 

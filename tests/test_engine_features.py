@@ -18,7 +18,7 @@ from fsvid.features import FeatureCache, module_sha256
 def test_evaluation_from_the_cache_matches_the_videos(reference_run, tmp_path, fsvid_home, one_thread):
     run = tmp_path / "run"
     shutil.copytree(reference_run, run)
-    from_videos = evaluate_run(run, tasks=8, progress=False, save=False)
+    from_videos = evaluate_run(run, tasks=8, progress=False, save=False, cache=False)
     from_cache = evaluate_run(run, tasks=8, progress=False, cache="auto")  # PrecomputedTRX on cached features
 
     model, _ = load_trained_model(run)
@@ -28,7 +28,7 @@ def test_evaluation_from_the_cache_matches_the_videos(reference_run, tmp_path, f
     # float16 features may flip a near tie, nothing more
     assert np.mean(from_cache.task_accuracies == from_videos.task_accuracies) >= 0.9
     assert from_cache.confusion.sum() == from_videos.confusion.sum() == 8 * 3
-    assert from_cache.meta["cache"] == str(run / "cache")
+    assert from_cache.meta["features"] == str(run / "cache")
     paired = compare_runs(run, run)  # eval_test.json of the cached evaluation against itself
     assert paired.difference.mean == 0.0
 
@@ -37,10 +37,45 @@ def test_evaluation_from_the_cache_matches_the_videos(reference_run, tmp_path, f
 def test_untrained_models_from_the_cache_match_the_videos(method, tiny_dataset, tmp_path, fsvid_home, one_thread):
     # prototype: the precomputed scorer; MASTAF: its head called on cached feature maps
     config = tiny_config(tiny_dataset, tmp_path / method, f"model.method={method}")
-    from_videos = evaluate_config(config, tasks=6, untrained=True, progress=False, save=False)
+    from_videos = evaluate_config(config, tasks=6, untrained=True, progress=False, save=False, cache=False)
     from_cache = evaluate_config(config, tasks=6, untrained=True, progress=False, cache="auto", save=False)
     assert from_cache.task_list == from_videos.task_list
     assert np.mean(from_cache.task_accuracies == from_videos.task_accuracies) >= 0.8
+
+
+@pytest.mark.parametrize("method", ["prototype", "trx", "strm", "mastaf"])
+def test_default_evaluation_computes_each_video_once_and_matches_the_per_task_path(
+    method, tiny_dataset, tmp_path, fsvid_home, one_thread, monkeypatch
+):
+    """By default the split's features are computed once (float32) and every task is scored
+    from them: the same accuracy on every task, the same confusion, as each task's videos
+    through the whole model. A trained backbone's features are removed afterwards."""
+    import fsvid.models
+
+    config = tiny_config(tiny_dataset, tmp_path / method, f"model.method={method}", "model.cardinalities=[1, 2]")
+    calls = []
+    forward = fsvid.models.FewShotModel.forward
+    monkeypatch.setattr(fsvid.models.FewShotModel, "forward", lambda self, *a, **k: calls.append(1) or forward(self, *a, **k))
+    per_task = evaluate_config(config, tasks=12, untrained=True, progress=False, save=False, cache=False)
+    assert len(calls) == 12  # the whole model on each task's videos
+    calls.clear()
+    once = evaluate_config(config, tasks=12, untrained=True, progress=False, save=False)
+    assert calls == []  # the backbone ran over the split's videos, the head over the features
+    np.testing.assert_array_equal(once.task_accuracies, per_task.task_accuracies)
+    np.testing.assert_array_equal(once.confusion, per_task.confusion)
+    assert once.task_list == per_task.task_list
+    assert once.meta["features"] == "computed once, removed after"
+    assert not (tmp_path / method / "eval_features").exists()
+
+
+def test_a_frozen_backbone_keeps_its_evaluation_features(tiny_dataset, tmp_path, fsvid_home, one_thread):
+    config = tiny_config(tiny_dataset, tmp_path / "frozen", "model.method=prototype", "model.trainable=none")
+    first = evaluate_config(config, tasks=5, untrained=True, progress=False, save=False)
+    kept = sorted((tmp_path / "frozen" / "eval_features").iterdir())
+    assert [p.name[:5] for p in kept] == ["test_"] and first.meta["features"] == str(tmp_path / "frozen" / "eval_features")
+    assert FeatureCache(kept[0]).dtype == "float32"
+    again = evaluate_config(config, tasks=5, untrained=True, progress=False, save=False)
+    np.testing.assert_array_equal(again.task_accuracies, first.task_accuracies)
 
 
 def test_training_from_the_cache_trains_only_the_head(tiny_dataset, tmp_path, fsvid_home, one_thread):

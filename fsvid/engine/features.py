@@ -68,9 +68,10 @@ def split_cache(
     progress: bool = True,
     overwrite: bool = False,
     distributed: Distributed | None = None,
+    dtype: str = "float16",
 ) -> FeatureCache:
     """The cache of ``dataset``'s videos for ``backbone``: opened, finished or built (by rank 0,
-    while the other processes wait)."""
+    while the other processes wait); ``dtype``: the features on disk (float16 or float32)."""
     distributed = distributed or Distributed()
     folder = cache_folder(root, split, backbone)
     if distributed.main:
@@ -84,6 +85,7 @@ def split_cache(
             num_workers=config.data.workers,
             overwrite=overwrite,
             progress=progress,
+            dtype=dtype,
         )
     distributed.barrier()
     return cache if distributed.main else FeatureCache(folder)

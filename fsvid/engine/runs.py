@@ -10,17 +10,21 @@ A run folder (``output_dir``, default ``$FSVID_HOME/runs/<name>``) holds::
     summary.json           the run's outcome
     eval_test.json         test accuracy, 95% CI, per-class accuracy, confusion, task list
     eval_test_tasks.npy    per-task accuracies in task order, for paired comparisons
+    eval_features/         the split's features during an evaluation (kept for a frozen backbone)
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from fsvid.config import RunConfig, from_dict, load_config, save_config
+from fsvid.data import EpisodeDataset
 from fsvid.features import FeatureCache
 from fsvid.engine.checkpoint import check_state_dict_matches, load_checkpoint
 from fsvid.engine.data import episode_dataset, locate_data, split_class_names
@@ -82,10 +86,14 @@ def evaluate_run(
     """Evaluate a run folder on ``tasks`` tasks (default ``eval.tasks``) of ``split`` drawn with
     ``eval.seed``, using ``which`` checkpoint (default ``eval.checkpoint``, normally ``best``).
 
-    ``cache``: ``None`` follows ``data.cache`` (videos when it is not set); ``False`` reads the
-    videos; ``"auto"`` (the run folder's ``cache/``) or a folder: the split's features are
-    computed once with the model's backbone and the head scores the tasks from them
-    (:mod:`fsvid.engine.features`, much faster for TRX, STRM and prototypes).
+    The split's backbone features are computed once and the head scores every task from them
+    (:mod:`fsvid.engine.features`; in eval mode with deterministic test clips a video's
+    features do not depend on the task, so the accuracies are those of reading each task's
+    videos). ``cache`` says where the features are kept (:func:`evaluation_features`):
+    ``None`` (default): in ``data.cache`` when it is set, else in the run folder's
+    ``eval_features/`` (float32), kept for a frozen backbone and removed after the evaluation
+    for a trained one; ``"auto"`` (the run folder's ``cache/``) or a folder: kept there;
+    ``False``: no features, each task's videos go through the whole model (the per-task path).
 
     Saves ``eval_<split>.json`` and ``eval_<split>_tasks.npy`` in the run folder (rank 0 only
     under ``torchrun``, where the tasks are shared among the processes).
@@ -108,18 +116,40 @@ def evaluate_run(
         "checkpoint": which,
         "checkpoint_task": int(checkpoint.get("task", -1)),
     }
-    root = _cache_root(config, run, cache)
-    if root is not None:
-        meta["cache"] = str(root)
-    return _evaluate(model, config, tasks, split, progress, dev, workers, run if save else None, meta, root)
+    plan = evaluation_features(config, run, cache)
+    return _evaluate(model, config, tasks, split, progress, dev, workers, run if save else None, meta, plan)
 
 
-def _cache_root(config: RunConfig, run: Path, cache: str | bool | None) -> Path | None:
-    if cache is False or (cache is None and config.data.cache is None):
+#: The run folder's folder for the features of evaluations that set no cache.
+EVALUATION_FEATURES = "eval_features"
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluationFeatures:
+    """Where an evaluation keeps the split's features: ``root`` (holding
+    ``<split>_<weights hash>/``), their ``dtype`` on disk, and whether they are ``kept``."""
+
+    root: Path
+    dtype: str = "float32"
+    kept: bool = True
+
+
+def evaluation_features(config: RunConfig, run: Path, cache: str | bool | None = None) -> EvaluationFeatures | None:
+    """How :func:`evaluate_run` computes the features (``cache`` as there; ``None``: per task).
+
+    A trained backbone has other weights at every checkpoint, so its features are of use to
+    one evaluation only: they go to ``<run>/eval_features/`` and are removed afterwards. A
+    frozen backbone (``model.trainable: none``) is the same at every checkpoint: its features
+    stay there and the next evaluation of the split only reads them. ``data.cache`` or an
+    explicit folder keep the features (float16, as ``fsvid cache`` builds them).
+    """
+    if cache is False:
         return None
     if cache is None or cache is True:
-        return cache_root(config, run) if config.data.cache is not None else run / "cache"
-    return run / "cache" if cache == "auto" else Path(cache).expanduser()
+        if config.data.cache is not None:
+            return EvaluationFeatures(cache_root(config, run), "float16")
+        return EvaluationFeatures(run / EVALUATION_FEATURES, "float32", kept=config.model.trainable == "none")
+    return EvaluationFeatures(run / "cache" if cache == "auto" else Path(cache).expanduser(), "float16")
 
 
 def evaluate_config(
@@ -146,8 +176,8 @@ def evaluate_config(
     if save:
         save_config(config, directory / "config.yaml")
     meta = {"run": str(directory), "name": config.name, "method": config.model.method, "checkpoint": "untrained"}
-    root = _cache_root(config, directory, cache)
-    return _evaluate(model, config, tasks, split, progress, device, None, directory if save else None, meta, root)
+    plan = evaluation_features(config, directory, cache)
+    return _evaluate(model, config, tasks, split, progress, device, None, directory if save else None, meta, plan)
 
 
 def _evaluate(
@@ -160,7 +190,7 @@ def _evaluate(
     workers: int | None,
     directory: Path | None,
     meta: dict[str, Any],
-    caches_root: Path | None = None,
+    plan: EvaluationFeatures | None = None,
 ) -> EvalResult:
     tasks = config.eval.tasks if tasks is None else tasks
     if tasks < 1:
@@ -170,10 +200,9 @@ def _evaluate(
     location = locate_data(config, generate=ddp.main, progress=show)
     ddp.barrier()
     dataset = episode_dataset(config, split, tasks, config.eval.seed, False, location, show)
-    if caches_root is not None:  # the split's features once, then the head on them
-        features = split_cache(config, dataset, model.backbone, split, caches_root, 0, show, distributed=ddp)
-        episodes = feature_episodes(dataset, features, train=False)
-        result = evaluate_from_cache(model, episodes, device, config.train.amp, show, split, ddp)
+    if plan is not None:  # the split's features once, then the head on them
+        result = _evaluate_from_features(model, config, dataset, split, plan, show, device, ddp)
+        meta["features"] = str(plan.root) if plan.kept else "computed once, removed after"
     else:
         result = evaluate_model(
             model,
@@ -190,6 +219,32 @@ def _evaluate(
         result.save(directory, f"eval_{split}")
     ddp.close()
     return result
+
+
+def _evaluate_from_features(
+    model: FewShotModel,
+    config: RunConfig,
+    dataset: EpisodeDataset,
+    split: str,
+    plan: EvaluationFeatures,
+    progress: bool,
+    device: torch.device,
+    ddp: Distributed,
+) -> EvalResult:
+    """The split's features once (under ``plan.root``), every task scored from them; the
+    features are removed afterwards unless ``plan.kept``."""
+    features = split_cache(config, dataset, model.backbone, split, plan.root, 0, progress, distributed=ddp,
+                           dtype=plan.dtype)
+    try:
+        episodes = feature_episodes(dataset, features, train=False)
+        return evaluate_from_cache(model, episodes, device, config.train.amp, progress, split, ddp)
+    finally:
+        if not plan.kept:
+            ddp.barrier()  # every process is done with them
+            if ddp.main:
+                shutil.rmtree(features.folder, ignore_errors=True)
+                with contextlib.suppress(OSError):
+                    plan.root.rmdir()  # when empty
 
 
 def build_run_cache(

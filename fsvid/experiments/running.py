@@ -115,7 +115,7 @@ def execute(run: PlannedRun, reversal_tasks: int = 0, progress: bool = False) ->
         train(run.config, resume=True, progress=progress)
         trained_now = True
     if trained_now or not evaluation_done(run.run_dir, run.config):
-        evaluate_run(run.run_dir, tasks=run.config.eval.tasks, progress=progress, cache=False)
+        evaluate_run(run.run_dir, tasks=run.config.eval.tasks, progress=progress)
     if reversal_tasks > 0 and run.config.data.dataset == "synthetic" and (
         trained_now or not reversal_done(run.run_dir, reversal_tasks)
     ):
