@@ -182,10 +182,12 @@ def build_run_cache(
     from fsvid.engine.runs import load_trained_model, run_dir
     from fsvid.models import build_model
 
+    if run is not None:  # the run's own configuration says where its data are (``config`` is not used)
+        model, config = load_trained_model(run, which, "cpu")
     device = resolve_device(config.train.device)
     location = locate_data(config, generate=True, progress=progress)
     if run is not None:
-        model, config = load_trained_model(run, which, device)
+        model = model.to(device)
         folder = Path(run)
     else:
         torch.manual_seed(config.train.seed)

@@ -12,13 +12,16 @@ come from a stranger. It is written atomically:
 A run killed at any moment therefore leaves either the previous ``last.pt`` or the new one,
 never half a file. A killed save can leave its temporary file behind; its name never
 matches a checkpoint name, and :func:`remove_stale_temporaries` deletes it when the run
-starts again.
+starts again. A write that fails (a full disk) raises :class:`WriteError`, which names the
+file and the cause and says that the previous version is intact.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import random
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +35,17 @@ TRAINING_FORMAT = "fsvid-checkpoint-1"
 MODEL_FORMAT = "fsvid-model-1"
 
 _TEMPORARY_MARK = ".tmp-"
+
+#: What a training checkpoint must hold to resume a run.
+RESUME_ENTRIES = ("config", "model", "optimizer", "scheduler", "random_states", "state")
+
+
+class WriteError(OSError):
+    """A file could not be written (disk full, no permission); its previous version is intact."""
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot serve: unreadable, foreign, model-only where a run resumes, non-finite."""
 
 
 def _temporary_path(path: Path) -> Path:
@@ -67,11 +81,38 @@ def atomic_write(path: str | Path, write) -> Path:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as error:  # RuntimeError: torch.save's "unexpected pos" on a full disk
+        failure = WriteError(_write_failure(path, error))
+        failure.errno = getattr(error, "errno", None)
+        raise failure from error
     finally:
         if tmp.exists():
             tmp.unlink()
     _fsync_directory(path.parent)
     return path
+
+
+def _write_failure(path: Path, error: BaseException) -> str:
+    """Which file could not be written, why, and what is left of it (measured before the
+    temporary file is removed, so that a full disk shows as full)."""
+    try:
+        free = shutil.disk_usage(path.parent).free
+    except OSError:
+        free = None
+    code = getattr(error, "errno", None)
+    if code in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        cause = "no space left on device" if code == errno.ENOSPC else "disk quota exceeded"
+    elif isinstance(error, OSError):
+        cause = str(error)
+    else:  # torch.save reports a short write as "[enforce fail at inline_container.cc:...] . unexpected pos ..."
+        lines = str(error).strip().splitlines() or [type(error).__name__]
+        cause = f"the write failed ({lines[0]})"
+    if free is not None and free < 64 * 2**20:
+        cause += f"; the disk is full ({free / 2**20:.1f} MiB free)"
+    elif free is not None:
+        cause += f" ({free / 2**30:.1f} GiB free)"
+    kept = f"{path.name} keeps its previous content" if path.exists() else f"no {path.name} was written"
+    return f"could not write {path}: {cause}; {kept}"
 
 
 def atomic_save(obj: Any, path: str | Path) -> Path:
@@ -104,14 +145,51 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # a truncated or foreign file
-        raise RuntimeError(f"could not read checkpoint {path}: {error}") from error
+        raise CheckpointError(f"could not read checkpoint {path}: {error}") from error
     if not isinstance(checkpoint, dict) or checkpoint.get("format") not in (TRAINING_FORMAT, MODEL_FORMAT):
         found = checkpoint.get("format") if isinstance(checkpoint, dict) else type(checkpoint).__name__
-        raise RuntimeError(
+        raise CheckpointError(
             f"{path} is not an fsvid checkpoint (format {found!r}, expected {TRAINING_FORMAT!r} or "
             f"{MODEL_FORMAT!r}); released TRX/STRM/MASTAF weights are converted with `fsvid convert`"
         )
     return checkpoint
+
+
+def check_resumable(checkpoint: dict[str, Any], path: str | Path) -> None:
+    """Raise a :class:`CheckpointError` naming ``path`` when a run cannot resume from it: a
+    model-only checkpoint (``best.pt``-like), missing entries or non-finite weights."""
+    path = Path(path)
+    again = "or start again with `fsvid train --no-resume` (resume=False), which sets the old files aside"
+    if checkpoint.get("format") == MODEL_FORMAT:
+        raise CheckpointError(
+            f"{path} is a model-only checkpoint (format {MODEL_FORMAT!r}, like best.pt: weights and configuration), "
+            "not a training checkpoint: it lacks the optimiser, learning-rate schedule, random states and progress "
+            f"that resuming needs. Put the run's own {path.name} back, evaluate these weights with "
+            f"`fsvid evaluate {path}`, {again}"
+        )
+    missing = [entry for entry in RESUME_ENTRIES if entry not in checkpoint]
+    if missing:
+        raise CheckpointError(f"{path} lacks {', '.join(missing)}, which resuming needs: {again}")
+    check_finite_weights(checkpoint, path, f"resuming it cannot work; {again}")
+
+
+def check_finite_weights(checkpoint: dict[str, Any], path: str | Path, advice: str) -> None:
+    """Raise a :class:`CheckpointError` naming ``path`` and its first non-finite tensors, then ``advice``."""
+    bad = non_finite_tensors(checkpoint["model"])
+    if bad:
+        raise CheckpointError(
+            f"{path} holds non-finite weights ({', '.join(bad[:5])}{', ...' if len(bad) > 5 else ''}), "
+            f"written by a run that diverged: {advice}"
+        )
+
+
+def non_finite_tensors(tensors: dict[str, torch.Tensor]) -> list[str]:
+    """Names of the floating-point tensors of ``tensors`` holding a NaN or an infinity."""
+    names = [name for name, t in tensors.items() if isinstance(t, torch.Tensor) and t.is_floating_point()]
+    if not names:
+        return []
+    finite = torch.stack([torch.isfinite(tensors[name]).all() for name in names]).tolist()  # one sync
+    return [name for name, ok in zip(names, finite) if not ok]
 
 
 # ----------------------------------------------------------------------------- random states

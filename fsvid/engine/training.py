@@ -25,8 +25,14 @@ Every ``train.checkpoint_every`` tasks (and at the end) ``last.pt`` is written a
 every ``train.val_every`` tasks (and at the end) the model is scored on a fixed list of
 ``train.val_tasks`` validation tasks (seed ``eval.seed``) and ``best.pt`` keeps the best:
 the best checkpoint is chosen on validation, never on test. A loss that becomes NaN or
-infinite stops the run with :class:`TrainingDiverged` before that step is applied; the last
-good ``last.pt`` is left as it was.
+infinite stops the run with :class:`TrainingDiverged` before that step is applied, and so do
+weights that an update made non-finite (an overflowing learning rate); no checkpoint is ever
+written with non-finite weights, so the ``last.pt`` the message names is a good one.
+
+A run folder belongs to one training at a time (``train.lock``, :mod:`fsvid.engine.lock`).
+Nothing in it is deleted or overwritten before the run is known to start: the configuration,
+the checkpoint to resume, the data, the model and the optimiser are all checked first; only
+then does ``resume=False`` move the previous run's files into ``previous/``.
 
 Files, metrics (CSV, JSON, TensorBoard when installed), the progress bar and checkpoints
 are written by rank 0 only.
@@ -38,9 +44,10 @@ import csv
 import io
 import json
 import math
+import os
 import shutil
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -57,9 +64,14 @@ from fsvid.data import Episode
 from fsvid.engine.checkpoint import (
     MODEL_FORMAT,
     TRAINING_FORMAT,
+    CheckpointError,
+    WriteError,
     atomic_save,
     atomic_write_text,
+    check_resumable,
+    check_state_dict_matches,
     load_checkpoint,
+    non_finite_tensors,
     random_states,
     remove_stale_temporaries,
     restore_random_states,
@@ -67,6 +79,7 @@ from fsvid.engine.checkpoint import (
 from fsvid.engine.data import DataLocation, episode_dataset, locate_data, split_class_names
 from fsvid.engine.distributed import Distributed, autocast_context, grad_scaler, resolve_device, unwrap
 from fsvid.engine.evaluate import evaluate_model
+from fsvid.engine.lock import RunFolderBusy, RunFolderLock
 from fsvid.engine.runs import run_dir
 from fsvid.heads import HeadOutput
 from fsvid.models import build_model, prediction_scores
@@ -90,12 +103,17 @@ RESUMABLE_CHANGES = (
     "eval.",
 )
 
-#: Files of a finished or interrupted run, removed when a run starts again with ``resume=False``.
-RUN_FILES = ("last.pt", "best.pt", "metrics.csv", "summary.json", "tensorboard")
+#: Files of a finished or interrupted run (and its evaluations), moved into :data:`PREVIOUS` when a
+#: run starts again with ``resume=False``.
+RUN_FILES = ("config.yaml", "last.pt", "best.pt", "metrics.csv", "summary.json", "tensorboard",
+             "eval_*.json", "eval_*_tasks.npy")
+#: The run folder's subfolder holding the previous run's files after ``resume=False`` (one
+#: generation: an older one is deleted then).
+PREVIOUS = "previous"
 
 
 class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite; the step was not applied and ``last.pt`` is intact."""
+    """The loss or the weights became NaN or infinite; the ``last.pt`` on disk is a good one."""
 
 
 # ----------------------------------------------------------------------------- set-up helpers
@@ -233,7 +251,7 @@ class RunFiles:
         self.directory, self.enabled = directory, enabled
         self.last, self.best = directory / "last.pt", directory / "best.pt"
         self.metrics = directory / "metrics.csv"
-        self.tensorboard = _tensorboard(directory) if enabled else None
+        self.tensorboard = None  # opened with the first row: nothing is written before the run starts
 
     def rewrite_metrics(self, history: list[dict[str, Any]]) -> None:
         """``metrics.csv`` with exactly ``history`` (rows after the checkpoint are forgotten)."""
@@ -248,25 +266,38 @@ class RunFiles:
         """Add one row to ``metrics.csv`` (and TensorBoard)."""
         if not self.enabled:
             return
-        with open(self.metrics, "a", newline="") as handle:
-            csv.DictWriter(handle, fieldnames=METRIC_FIELDS, lineterminator="\n").writerow(
-                {k: row.get(k, "") for k in METRIC_FIELDS}
-            )
-        if self.tensorboard is not None:
+        try:
+            with open(self.metrics, "a", newline="") as handle:
+                csv.DictWriter(handle, fieldnames=METRIC_FIELDS, lineterminator="\n").writerow(
+                    {k: row.get(k, "") for k in METRIC_FIELDS}
+                )
+        except OSError as error:
+            raise WriteError(f"could not add the row of task {row['task']} to {self.metrics}: {error}") from error
+        if self.tensorboard is None:
+            self.tensorboard = _tensorboard(self.directory) or False
+        if self.tensorboard:
             for name in ("loss", "accuracy", "lr"):
                 if row.get(name, "") != "":
                     self.tensorboard.add_scalar(f"{row['split']}/{name}", row[name], row["task"])
 
     def save(self, path: Path, checkpoint: dict[str, Any]) -> None:
-        if self.enabled:
-            atomic_save(checkpoint, path)
+        """Write ``checkpoint`` atomically; never one with non-finite weights."""
+        if not self.enabled:
+            return
+        bad = non_finite_tensors(checkpoint["model"])
+        if bad:
+            raise TrainingDiverged(
+                f"refusing to write {path}: its weights are not finite ({', '.join(bad[:5])}); "
+                f"{path.name} keeps its previous content"
+            )
+        atomic_save(checkpoint, path)
 
     def summary(self, summary: dict[str, Any]) -> None:
         if self.enabled:
             atomic_write_text(self.directory / "summary.json", json.dumps(summary, indent=2))
 
     def close(self) -> None:
-        if self.tensorboard is not None:
+        if self.tensorboard:
             self.tensorboard.close()
 
 
@@ -290,14 +321,27 @@ def train(
     """Train ``config`` (see the module docstring) and return where it wrote its results.
 
     ``resume=True`` continues from ``last.pt`` when the run folder has one (refusing if the
-    configuration changed in a way that matters); ``resume=False`` deletes the folder's old
-    checkpoints and metrics and starts again. Under ``torchrun`` every process calls this.
+    configuration changed in a way that matters); ``resume=False`` starts again, moving the
+    folder's previous files into ``previous/`` once the new run is ready to start. Under
+    ``torchrun`` every process calls this.
 
-    The run: :func:`open_run` (folder, resume point, tasks, model, optimiser), then per
-    optimiser step :func:`train_step`, :func:`record_step`, :func:`validate_and_keep_best`
-    and :func:`save_last` when they are due, then :func:`finish_run`.
+    The run: :func:`hold_run_folder` (one training per folder), :func:`open_run` (resume
+    point, tasks, model, optimiser, then the folder's files), :func:`run_steps` (per optimiser
+    step :func:`train_step`, :func:`record_step`, :func:`validate_and_keep_best` and
+    :func:`save_last` when they are due), :func:`finish_run`.
     """
-    run = open_run(validate(config), resume, progress, location)
+    config = validate(config)
+    device = resolve_device(config.train.device)
+    ddp = Distributed.from_environment(device)
+    with hold_run_folder(run_dir(config), ddp, device):
+        run = open_run(config, device, ddp, resume, progress, location)
+        run_steps(run)
+        return finish_run(run)
+
+
+def run_steps(run: TrainingRun) -> None:
+    """The optimiser steps from the resume point to the end; ``summary.json`` says
+    ``interrupted`` after Ctrl+C (``diverged``: see :func:`stop_diverged`)."""
     tasks = iter(task_loader(run))
     bar = tqdm(total=run.total, initial=run.state.task, desc=f"train {run.config.model.method}", disable=not run.show,
                unit="task", dynamic_ncols=True)
@@ -312,14 +356,13 @@ def train(
             if step.crossed(run.config.train.checkpoint_every):
                 save_last(run)
     except KeyboardInterrupt:
-        run.files.summary(
-            run.summary("interrupted", f"interrupted at task {run.state.task}; {run.files.last} resumes the run")
-        )
+        kept = f"{run.files.last} (task {run.saved_task}) resumes the run" if run.saved_task is not None else (
+            "no last.pt was written yet")
+        run.files.summary(run.summary("interrupted", f"interrupted at task {run.state.task}; {kept}"))
         raise
     finally:
         bar.close()
         run.files.close()
-    return finish_run(run)
 
 
 @dataclass
@@ -426,16 +469,40 @@ class TrainingRun:
 # ----------------------------------------------------------------------------- setting up
 
 
-def open_run(config: RunConfig, resume: bool, progress: bool, location: DataLocation | None) -> TrainingRun:
-    """The run folder, the checkpoint to resume (if any), the tasks, the model and its optimiser."""
-    started = time.time()
-    device = resolve_device(config.train.device)
-    ddp = Distributed.from_environment(device)
-    show = progress and ddp.main
-    files = prepare_folder(config, resume, ddp)
-    checkpoint = resume_checkpoint(config, files, resume)
+@contextmanager
+def hold_run_folder(directory: Path, ddp: Distributed, device: torch.device):
+    """Hold the run folder's ``train.lock`` for the run (rank 0 only: the other ranks are the
+    same training); when another training holds it, every rank stops with its description."""
+    lock, refused = None, None
     if ddp.main:
-        save_config(config, files.directory / "config.yaml")
+        try:
+            lock = RunFolderLock(directory).acquire()
+        except RunFolderBusy as error:
+            refused = error
+    agreed = ddp.all_reduce(torch.tensor([0.0 if refused else 1.0], device=device), "min")
+    if refused is not None:
+        raise refused
+    if agreed[0] < 1:
+        raise RunFolderBusy(f"run folder {directory} is in use by another training (rank 0 says by whom)")
+    try:
+        yield lock
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def open_run(
+    config: RunConfig, device: torch.device, ddp: Distributed, resume: bool, progress: bool,
+    location: DataLocation | None,
+) -> TrainingRun:
+    """The checkpoint to resume (if any), the tasks, the model and its optimiser; only when
+    all of them are ready, the run folder's files (see :func:`start_files`)."""
+    started = time.time()
+    show = progress and ddp.main
+    files = RunFiles(run_dir(config), enabled=ddp.main)
+    if ddp.main:
+        remove_stale_temporaries(files.directory)  # killed saves' (this process holds the folder)
+    checkpoint = resume_checkpoint(config, files, resume)
     if config.train.amp != "none" and device.type != "cuda" and show:
         tqdm.write(f"train.amp={config.train.amp} applies on CUDA only; training in float32 on {device}")
     train_set, val_set, n_global = episode_sets(config, ddp, show, location)
@@ -445,7 +512,8 @@ def open_run(config: RunConfig, resume: bool, progress: bool, location: DataLoca
     if checkpoint is not None:
         restore(run, checkpoint)
         del checkpoint
-    files.rewrite_metrics(run.state.history)  # a fresh file, or the rows up to the checkpoint
+    check_extendable(run)
+    start_files(run, resume)
     if run.from_cache:
         use_feature_cache(run)
     if ddp.world > 1:
@@ -459,26 +527,18 @@ def open_run(config: RunConfig, resume: bool, progress: bool, location: DataLoca
     return run
 
 
-def prepare_folder(config: RunConfig, resume: bool, ddp: Distributed) -> RunFiles:
-    """Create the run folder, remove killed saves' temporaries and, with ``resume=False``, the
-    files of the previous run (rank 0; the other processes wait)."""
-    directory = run_dir(config)
-    if ddp.main:
-        directory.mkdir(parents=True, exist_ok=True)
-        remove_stale_temporaries(directory)
-        if not resume:
-            for name in RUN_FILES:
-                path = directory / name
-                shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
-    ddp.barrier()
-    return RunFiles(directory, enabled=ddp.main)
-
-
 def resume_checkpoint(config: RunConfig, files: RunFiles, resume: bool) -> dict[str, Any] | None:
-    """``last.pt`` when resuming a run that has one, after checking that ``config`` may continue it."""
+    """``last.pt`` when resuming a run that has one, after checking that it is a complete,
+    finite training checkpoint and that ``config`` may continue it."""
     if not (resume and files.last.exists()):
         return None
-    checkpoint = load_checkpoint(files.last)
+    try:
+        checkpoint = load_checkpoint(files.last)
+    except CheckpointError as error:
+        error.args = (f"{error}; the run cannot resume from it: put a good {files.last.name} back, or start again "
+                      "with `fsvid train --no-resume` (resume=False), which sets the old files aside",)
+        raise
+    check_resumable(checkpoint, files.last)
     conflicts = resume_conflicts(from_dict(RunConfig, checkpoint["config"]), config)
     if conflicts:
         raise ConfigError(
@@ -487,6 +547,35 @@ def resume_checkpoint(config: RunConfig, files: RunFiles, resume: bool) -> dict[
             "(fsvid train --no-resume)"
         )
     return checkpoint
+
+
+def start_files(run: TrainingRun, resume: bool) -> None:
+    """The run starts: with ``resume=False`` the previous run's files move into ``previous/``;
+    then ``config.yaml`` and ``metrics.csv`` (fresh, or the rows up to the checkpoint) are written."""
+    files = run.files
+    if files.enabled:
+        if not resume:
+            set_aside_previous_run(files.directory, run.show)
+        save_config(run.config, files.directory / "config.yaml")
+        files.rewrite_metrics(run.state.history)
+    run.ddp.barrier()
+
+
+def set_aside_previous_run(directory: Path, show: bool = False) -> Path | None:
+    """Move the files of the folder's previous run (:data:`RUN_FILES`) into ``previous/``,
+    replacing an older ``previous/``; returns that folder (``None`` when there was nothing)."""
+    old = sorted({path for pattern in RUN_FILES for path in directory.glob(pattern)})
+    if not old:
+        return None
+    aside = directory / PREVIOUS
+    if aside.exists():
+        shutil.rmtree(aside)
+    aside.mkdir()
+    for path in old:
+        os.replace(path, aside / path.name)
+    if show:
+        tqdm.write(f"starting again in {directory}: the previous run's files are in {aside}")
+    return aside
 
 
 def episode_sets(
@@ -528,6 +617,7 @@ def build_training(config: RunConfig, device: torch.device, n_global: int):
 
 def restore(run: TrainingRun, checkpoint: dict[str, Any]) -> None:
     """Put back the model, optimiser, schedule, loss scaler, random states and progress of ``last.pt``."""
+    check_state_dict_matches(run.model, checkpoint["model"], str(run.files.last))
     run.model.load_state_dict(checkpoint["model"])
     run.optimizer.load_state_dict(checkpoint["optimizer"])
     run.scheduler.load_state_dict(checkpoint["scheduler"])
@@ -555,15 +645,21 @@ def use_feature_cache(run: TrainingRun) -> None:
         run.val_set = feature_episodes(run.val_set, val_cache, train=False)
 
 
-def task_loader(run: TrainingRun) -> DataLoader:
-    """This rank's training tasks from the resume point on, in order (see the module docstring)."""
+def check_extendable(run: TrainingRun) -> None:
+    """Refuse to extend a finished run whose last optimiser step was partial (only a run's last
+    step can be)."""
     task, total, per_step = run.state.task, run.total, run.per_step
-    if task % per_step != 0 and task < total:  # only a run's last step can be partial
+    if task % per_step != 0 and task < total:
         raise ConfigError(
             f"{run.files.last} is the end of a run of {task} tasks, whose last optimiser step was partial "
             f"({task % per_step} of {per_step} tasks); it cannot be extended to train.tasks={total} exactly. "
             "Start again with resume=False (fsvid train --no-resume) or use another output_dir"
         )
+
+
+def task_loader(run: TrainingRun) -> DataLoader:
+    """This rank's training tasks from the resume point on, in order (see the module docstring)."""
+    task, total, per_step = run.state.task, run.total, run.per_step
     mine = [i for start in range(task, total, per_step) for i in run.tasks_of_step(start)]
     return DataLoader(
         run.train_set,
@@ -611,9 +707,11 @@ def train_step(run: TrainingRun, tasks: Iterator[Episode]) -> Step:
     stats = run.ddp.all_reduce(torch.tensor([loss_sum, correct, queries, bad], dtype=torch.float64, device=run.device))
     if stats[3] > 0:
         first = int(run.ddp.all_reduce(torch.tensor([first_bad], dtype=torch.float64, device=run.device), "min")[0])
-        stop_diverged(run, step, first)
+        stop_diverged(run, f"the loss of task {first} (optimiser step {step.number}, learning rate {step.lr:g}) is "
+                           "not finite; the run stopped before applying that step")
     step.loss_sum, step.correct, step.queries = float(stats[0]), int(stats[1]), int(stats[2])
     apply_update(run)
+    check_weights(run, step)
     run.state.task = end
     return step
 
@@ -673,14 +771,27 @@ def apply_update(run: TrainingRun) -> None:
     run.scheduler.step()
 
 
-def stop_diverged(run: TrainingRun, step: Step, first: int) -> None:
-    """Discard the step's gradients, write the ``diverged`` summary and raise :class:`TrainingDiverged`."""
+def check_weights(run: TrainingRun, step: Step) -> None:
+    """Stop with :class:`TrainingDiverged` when the update made a weight or buffer non-finite
+    (an overflowing learning rate): such weights are never checkpointed."""
+    bad = non_finite_tensors(run.model.state_dict())
+    flag = run.ddp.all_reduce(torch.tensor([1.0 if bad else 0.0], device=run.device), "max")
+    if flag[0] > 0:
+        names = f" ({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''})" if bad else ""
+        stop_diverged(run, f"optimiser step {step.number} (tasks {step.start}-{step.end - 1}, learning rate "
+                           f"{step.lr:g}) made the weights non-finite{names}; the run stopped there")
+
+
+def stop_diverged(run: TrainingRun, what: str) -> None:
+    """Discard the step's gradients, write the ``diverged`` summary and raise
+    :class:`TrainingDiverged`: ``what`` happened, and which checkpoints on disk are good."""
     run.optimizer.zero_grad(set_to_none=True)
-    last = run.files.last
+    last, state = run.files.last, run.state
     kept = f"{last} (task {run.saved_task})" if run.saved_task is not None else "none (no last.pt was written yet)"
+    if state.best_task >= 0:
+        kept += f"; the best validated weights are {run.files.best} (task {state.best_task})"
     message = (
-        f"the loss of task {first} (optimiser step {step.number}, learning rate {step.lr:g}) is not finite; "
-        f"the run stopped before applying that step. The last good checkpoint is {kept}. "
+        f"{what}. The last good checkpoint is {kept}. "
         "Lower train.lr, set train.grad_clip, or use train.amp=none/bf16, then start again "
         "(fsvid train --no-resume)."
     )
@@ -739,8 +850,15 @@ def validate_and_keep_best(run: TrainingRun, step: Step) -> None:
 
 
 def save_last(run: TrainingRun) -> None:
-    """Write ``last.pt`` (atomically), from which the run resumes."""
-    run.files.save(run.files.last, run.training_checkpoint())
+    """Write ``last.pt`` (atomically), from which the run resumes; a failed write (a full disk)
+    stops the run, saying which checkpoint is left."""
+    try:
+        run.files.save(run.files.last, run.training_checkpoint())
+    except WriteError as error:
+        kept = "" if run.saved_task is None else f": the checkpoint of task {run.saved_task}, from which the run resumes"
+        error.args = (f"{error}{kept} (the run stopped at task {run.state.task}; free some space and run the same "
+                      "command again)",)
+        raise
     run.saved_task = run.state.task
 
 
