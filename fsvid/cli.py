@@ -221,13 +221,12 @@ def cmd_convert(args: argparse.Namespace) -> int:
 def cmd_cache(args: argparse.Namespace) -> int:
     from fsvid.engine.runs import build_run_cache
 
+    if args.run is None and args.config is None and len(args.overrides) == 1 and Path(args.overrides[0]).is_dir():
+        args.run, args.overrides = args.overrides[0], []  # fsvid cache RUN_DIR, like fsvid evaluate RUN_DIR
     if args.run is not None and (args.config is not None or args.overrides):
         raise UsageError("give either --run RUN_DIR (its trained backbone) or --config [key=value ...], not both")
-    config = _load_run_config(args.config, args.overrides) if args.run is None else None
-    if config is None:
-        from fsvid.config import RunConfig
-
-        config = RunConfig()  # replaced by the run's own configuration
+    # with --run, build_run_cache reads the run's own configuration (data, backbone) from its checkpoint
+    config = _load_run_config(args.config, args.overrides) if args.run is None else RunConfig()
     for split in args.splits:
         cache = build_run_cache(config, split, root=args.out, run=args.run, which=args.checkpoint,
                                 progress=not args.quiet, overwrite=args.overwrite)
@@ -279,7 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("train", help="train a model (resumes from the run folder's last.pt)")
     config_arguments(p)
-    p.add_argument("--no-resume", action="store_true", help="start again, deleting the run folder's checkpoints")
+    p.add_argument("--no-resume", action="store_true",
+                   help="start again; once the new run starts, the folder's previous files move to previous/")
     p.add_argument("--evaluate", action="store_true", help="evaluate on the test tasks afterwards")
     p.set_defaults(handler=cmd_train)
 
@@ -316,7 +316,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("cache", help="compute a backbone's features of whole splits once (feature cache)")
     config_arguments(p)
-    p.add_argument("--run", default=None, metavar="RUN_DIR", help="use this trained run's backbone (and configuration)")
+    p.add_argument("--run", default=None, metavar="RUN_DIR",
+                   help="use this trained run's backbone and configuration (also: fsvid cache RUN_DIR)")
     p.add_argument("--checkpoint", choices=("best", "last"), default="best", help="with --run (default best)")
     p.add_argument("--splits", nargs="+", default=["test"], choices=("train", "val", "test"))
     p.add_argument("--out", default=None, metavar="ROOT",
