@@ -131,14 +131,21 @@ def episode_figure(
     frames = episode.support.shape[1]
     if by_class:
         rows, columns = shown_shots + shown_queries, way
-        figsize = (columns * max(2.4, 0.5 * frames), 0.95 * rows + 0.4)
+        column_width = min(max(2.4, 0.5 * frames), 8.4 / columns)  # at most 8.4 in: an output area's width
+        height, width = episode.support.shape[-2:]
+        strip = column_width * height / (frames * width)  # the height of one frame strip
+        figsize = (columns * column_width, rows * (strip + 0.3) + 0.4)
     else:
         rows, columns = len(cells), 1
         figsize = (max(3.0, 0.9 * frames), 1.05 * rows)
     fig, axes = plt.subplots(rows, columns, figsize=figsize, squeeze=False)
     for n, (c, k, clip, title) in enumerate(cells):
         ax = axes[k, c] if by_class else axes[n, 0]
-        frame_strip(clip, ax=ax, title=f"{episode.class_names[c]} · {title}" if not by_class or k == 0 else title)
+        if by_class:  # short titles: the columns are narrow
+            title = title.split(":")[0] if k else f"{episode.class_names[c]} · {title.split(':')[0]}"
+        else:
+            title = f"{episode.class_names[c]} · {title}"
+        frame_strip(clip, ax=ax, title=title)
     fig.suptitle(f"task {episode.task_index}: {way}-way {shots}-shot, {queries} queries per class", fontsize=9)
     fig.tight_layout()
     return fig
