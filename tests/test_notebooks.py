@@ -339,6 +339,12 @@ def test_notebook_runs_with_other_parameters(name: str, tmp_path: Path) -> None:
     executed = _read(run.notebook)
     outputs = [o for c in executed.cells if c.cell_type == "code" for o in c.outputs]
     assert not any(o.output_type == "error" for o in outputs)
+    if name == "08_ablations":  # the child kernels' log lines ("running over TCP without encryption") stay out
+        assert not [o for o in outputs if o.output_type == "stream" and o.name == "stderr"]
+        table = next(o.data["text/markdown"] for o in outputs if "text/markdown" in o.get("data", {}))
+        header, _, reference, other = table.splitlines()
+        assert header.endswith(" (paired) |") and other.count("|") == header.count("|")  # the column of the second run
+        assert "(no validation)" in reference and "-1.0" not in table  # validation is off in this sweep
     if _parameters(name, tmp_path).get("interactive"):
         widgets = [o for o in outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
         assert widgets, "interactive=True displays a widget"
