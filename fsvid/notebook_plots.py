@@ -204,7 +204,7 @@ def overlay_attention(
     attention: Tensor | np.ndarray,
     ax: Any = None,
     title: str | None = None,
-    alpha: float = 0.7,
+    alpha: float = 0.5,
     cmap: str = "autumn",
 ) -> Any:
     """A frame (3, H, W) or (H, W, 3) with an (h, w) attention grid stretched over it.
