@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from matplotlib.ticker import MaxNLocator
 from torch import Tensor
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "embedding_scatter",
     "training_curves",
     "markdown_table",
+    "WIDGET_DPI",
     "interactive_figure",
     "episode_browser",
     "tuple_match_viewer",
@@ -104,25 +106,45 @@ def frame_strip(
     return ax
 
 
-def episode_figure(episode: Any, max_shots: int | None = None, max_queries: int | None = None) -> Any:
-    """One row per clip of an :class:`fsvid.data.Episode`: each class's support videos, then
-    the queries, titled with class name and role. Returns the figure."""
+def episode_figure(
+    episode: Any, max_shots: int | None = None, max_queries: int | None = None, by_class: bool = False
+) -> Any:
+    """The clips of an :class:`fsvid.data.Episode`, each titled with class name, role and video.
+    Returns the figure.
+
+    ``by_class=False``: one row per clip, each class's support videos, then the queries (a tall
+    figure for reading down a notebook); ``True``: one column per class, its support videos then
+    its queries below (a wide, short figure that fits a screen, as in the episode browser).
+    """
     plt = _plt()
     way = episode.way
     shots = episode.support.shape[0] // way
     queries = episode.query.shape[0] // way if episode.query.shape[0] else 0
     shown_shots = min(shots, max_shots or shots)
     shown_queries = min(queries, max_queries if max_queries is not None else queries)
-    rows = []
-    for c in range(way):
-        rows += [(episode.support[c * shots + k], f"support  {episode.class_names[c]}  ({episode.support_videos[c * shots + k]})")
-                 for k in range(shown_shots)]
-    for c in range(way):
-        rows += [(episode.query[c * queries + k], f"query  {episode.class_names[c]}  ({episode.query_videos[c * queries + k]})")
-                 for k in range(shown_queries)]
+    cells = [  # (class, row within the class, clip, title)
+        *((c, k, episode.support[c * shots + k], f"support {k}: {episode.support_videos[c * shots + k]}")
+          for c in range(way) for k in range(shown_shots)),
+        *((c, shown_shots + k, episode.query[c * queries + k], f"query {k}: {episode.query_videos[c * queries + k]}")
+          for c in range(way) for k in range(shown_queries)),
+    ]
     frames = episode.support.shape[1]
-    fig, axes = plt.subplots(len(rows), 1, figsize=(max(3.0, 0.9 * frames), 1.05 * len(rows)), squeeze=False)
-    for ax, (clip, title) in zip(axes[:, 0], rows):
+    if by_class:
+        rows, columns = shown_shots + shown_queries, way
+        column_width = min(max(2.4, 0.5 * frames), 8.4 / columns)  # at most 8.4 in: an output area's width
+        height, width = episode.support.shape[-2:]
+        strip = column_width * height / (frames * width)  # the height of one frame strip
+        figsize = (columns * column_width, rows * (strip + 0.3) + 0.4)
+    else:
+        rows, columns = len(cells), 1
+        figsize = (max(3.0, 0.9 * frames), 1.05 * rows)
+    fig, axes = plt.subplots(rows, columns, figsize=figsize, squeeze=False)
+    for n, (c, k, clip, title) in enumerate(cells):
+        ax = axes[k, c] if by_class else axes[n, 0]
+        if by_class:  # short titles: the columns are narrow
+            title = title.split(":")[0] if k else f"{episode.class_names[c]} · {title.split(':')[0]}"
+        else:
+            title = f"{episode.class_names[c]} · {title}"
         frame_strip(clip, ax=ax, title=title)
     fig.suptitle(f"task {episode.task_index}: {way}-way {shots}-shot, {queries} queries per class", fontsize=9)
     fig.tight_layout()
@@ -155,9 +177,12 @@ def heatmap(
     if ax is None:
         _, ax = plt.subplots(figsize=(min(8.0, 1.5 + 0.35 * values.shape[1]), min(8.0, 1.2 + 0.35 * values.shape[0])))
     image = ax.imshow(values, cmap=cmap, aspect="auto", interpolation="nearest", vmin=vmin, vmax=vmax)
-    for setter, labels, size in ((ax.set_xticks, xticklabels, values.shape[1]), (ax.set_yticks, yticklabels, values.shape[0])):
+    for axis, setter, labels, size in ((ax.xaxis, ax.set_xticks, xticklabels, values.shape[1]),
+                                       (ax.yaxis, ax.set_yticks, yticklabels, values.shape[0])):
         if labels is not None:
             setter(range(size), [str(label) for label in labels], fontsize=7)
+        else:  # rows and columns are cells: ticks on whole indices only (never -0.5 or 0.5)
+            axis.set_major_locator(MaxNLocator(nbins=min(size, 8), integer=True, min_n_ticks=1))
     if xticklabels is not None:
         plt.setp(ax.get_xticklabels(), rotation=60, ha="right")
     if annotate:
@@ -179,10 +204,15 @@ def overlay_attention(
     attention: Tensor | np.ndarray,
     ax: Any = None,
     title: str | None = None,
-    alpha: float = 0.55,
-    cmap: str = "jet",
+    alpha: float = 0.5,
+    cmap: str = "autumn",
 ) -> Any:
-    """A frame (3, H, W) or (H, W, 3) with an (h, w) attention grid stretched over it."""
+    """A frame (3, H, W) or (H, W, 3) with an (h, w) attention grid stretched over it.
+
+    The grid is min-max scaled and drawn with an opacity that grows with the weight, up to
+    ``alpha``: the frame stays visible where attention is low, and the cells that get most
+    attention are tinted (``cmap``) and outlined, so the picture reads even at a few pixels.
+    """
     plt = _plt()
     image = to_images(frame[None] if isinstance(frame, Tensor) else np.asarray(frame)[None])[0]  # (H, W, 3)
     grid = attention.detach().cpu().float().numpy() if isinstance(attention, Tensor) else np.asarray(attention, dtype=float)
@@ -191,8 +221,17 @@ def overlay_attention(
     if ax is None:
         _, ax = plt.subplots(figsize=(2, 2))
     height, width = image.shape[:2]
+    scaled = (grid - grid.min()) / max(float(grid.max() - grid.min()), 1e-8)  # (h, w) in [0, 1]
+    tint = plt.get_cmap(cmap)(scaled)  # (h, w, 4) RGBA
+    tint[..., 3] = alpha * scaled
+    extent = (-0.5, width - 0.5, height - 0.5, -0.5)
     ax.imshow(image, interpolation="nearest")
-    ax.imshow(grid, cmap=cmap, alpha=alpha, extent=(-0.5, width - 0.5, height - 0.5, -0.5), interpolation="nearest")
+    ax.imshow(tint, extent=extent, interpolation="nearest")
+    top = np.argwhere(scaled >= 0.75)  # the most attended cells, outlined
+    cell_h, cell_w = height / grid.shape[0], width / grid.shape[1]
+    for i, j in top:
+        ax.add_patch(plt.Rectangle((j * cell_w - 0.5, i * cell_h - 0.5), cell_w, cell_h, fill=False,
+                                   edgecolor="yellow", linewidth=1))
     ax.set_xticks([])
     ax.set_yticks([])
     if title:
@@ -339,10 +378,13 @@ def training_curves(history: Sequence[Mapping[str, Any]], title: str | None = No
 
 
 def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None, floatfmt: str = ".2f") -> str:
-    """Rows of dicts as a Markdown table (for ``IPython.display.Markdown``)."""
+    """Rows of dicts as a Markdown table (for ``IPython.display.Markdown``).
+
+    The columns are ``columns``, or every key of any row in the order first seen (a key that
+    only some rows have gets an empty cell in the others)."""
     if not rows:
         return "(no rows)"
-    columns = list(columns) if columns is not None else list(rows[0])
+    columns = list(columns) if columns is not None else list(dict.fromkeys(k for row in rows for k in row))
 
     def cell(value: Any) -> str:
         if isinstance(value, float):
@@ -364,13 +406,24 @@ def _as_figure(drawn: Any) -> Any:
     return getattr(drawn, "figure", drawn) if not hasattr(drawn, "savefig") else drawn
 
 
+#: Resolution of the widgets' pictures: CSS pixels per inch, so a figure is shown at the size drawn.
+WIDGET_DPI = 96
+
+
+def _png_size(png: bytes) -> tuple[int, int]:
+    """(width, height) in pixels, from a PNG's header."""
+    return int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+
+
 def interactive_figure(draw: Callable[..., Any], **controls: Any) -> Any:
     """Sliders and a picture: ``draw(**values)`` draws a matplotlib figure (returning the figure
     or an axis), redrawn whenever a control changes.
 
     ``controls`` are widgets or ``(min, max)`` tuples (integer sliders). The figure is shown as
     a PNG in an ``ipywidgets.Image`` rather than through an ``Output`` widget, so it works the
-    same in every frontend and never waits on output capture.
+    same in every frontend and never waits on output capture. The PNG is drawn at
+    :data:`WIDGET_DPI` and shown at its own pixel size (shrunk, never stretched, to a narrower
+    output area), so what the figure's ``figsize`` says is what the student sees.
     """
     import io
 
@@ -383,19 +436,22 @@ def interactive_figure(draw: Callable[..., Any], **controls: Any) -> Any:
             low, high = control
             control = widgets.IntSlider(value=low, min=low, max=high, description=name)
         sliders[name] = control
-    image = widgets.Image(format="png")
+    image = widgets.Image(format="png", layout=widgets.Layout(height="auto", max_width="100%"))
 
     def render(*_: Any) -> None:
         figure = _as_figure(draw(**{name: control.value for name, control in sliders.items()}))
         buffer = io.BytesIO()
-        figure.savefig(buffer, format="png", dpi=80, bbox_inches="tight")
+        figure.savefig(buffer, format="png", dpi=WIDGET_DPI, bbox_inches="tight")
         plt.close(figure)
-        image.value = buffer.getvalue()
+        png = buffer.getvalue()
+        width, _ = _png_size(png)
+        image.layout.width = f"{width}px"
+        image.value = png
 
     for control in sliders.values():
         control.observe(render, names="value")
     render()
-    return widgets.VBox([*sliders.values(), image])
+    return widgets.VBox([*sliders.values(), image], layout=widgets.Layout(align_items="flex-start"))
 
 
 def episode_browser(dataset: Any, max_shots: int | None = None, max_queries: int | None = None) -> Any:
@@ -403,7 +459,7 @@ def episode_browser(dataset: Any, max_shots: int | None = None, max_queries: int
     import ipywidgets as widgets
 
     slider = widgets.IntSlider(value=0, min=0, max=max(0, len(dataset) - 1), description="task")
-    return interactive_figure(lambda task: episode_figure(dataset[task], max_shots, max_queries), task=slider)
+    return interactive_figure(lambda task: episode_figure(dataset[task], max_shots, max_queries, by_class=True), task=slider)
 
 
 def tuple_match_viewer(query_clip: Tensor, support_clips: Tensor, attention: Tensor, tuples: Tensor) -> Any:
@@ -434,7 +490,11 @@ def attention_viewer(clip: Tensor, maps: Tensor, title: str = "attention") -> An
 
     if maps.shape[0] != clip.shape[0]:
         raise ValueError(f"one map per frame needed: clip has {clip.shape[0]} frames, maps {tuple(maps.shape)}")
+    def draw(frame: int) -> Any:
+        _, ax = _plt().subplots(figsize=(3.2, 3.2))
+        return overlay_attention(clip[frame], maps[frame], ax=ax, title=f"{title}, frame {frame}")
+
     return interactive_figure(
-        lambda frame: overlay_attention(clip[frame], maps[frame], title=f"{title}, frame {frame}"),
+        draw,
         frame=widgets.IntSlider(value=0, min=0, max=clip.shape[0] - 1, description="frame"),
     )
