@@ -13,13 +13,15 @@ them only when their ``interactive`` parameter is true and draw static figures o
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from matplotlib.ticker import MaxNLocator
 from torch import Tensor
+
+from fsvid.experiments.analysis import TupleMatch, best_tuple_matches, project_2d
+from fsvid.experiments.drawing import pyplot, to_images
 
 __all__ = [
     "to_images",
@@ -28,7 +30,7 @@ __all__ = [
     "heatmap",
     "overlay_attention",
     "TupleMatch",
-    "top_tuple_matches",
+    "best_tuple_matches",
     "tuple_match_figure",
     "pairwise_angles",
     "pca_2d",
@@ -43,32 +45,11 @@ __all__ = [
 ]
 
 
-def _plt():
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 # ----------------------------------------------------------------------------- clips
 
 
-def to_images(clip: Tensor | np.ndarray) -> np.ndarray:
-    """A clip as (L, H, W, 3) float images in [0, 1].
-
-    Accepts (L, 3, H, W) tensors or arrays (float in [0, 1] or uint8) and (L, H, W, 3) arrays
-    (float or uint8). ImageNet-normalised clips are rescaled to [0, 1] per clip for display.
-    """
-    array = clip.detach().cpu().numpy() if isinstance(clip, Tensor) else np.asarray(clip)
-    if array.ndim != 4 or 3 not in (array.shape[1], array.shape[-1]):
-        raise ValueError(f"expected a clip (L, 3, H, W) or (L, H, W, 3), got shape {array.shape}")
-    if array.shape[1] == 3 and array.shape[-1] != 3:
-        array = array.transpose(0, 2, 3, 1)  # (L, H, W, 3)
-    if array.dtype == np.uint8:
-        return array.astype(np.float32) / 255.0
-    array = array.astype(np.float32)
-    if array.min() < 0.0 or array.max() > 1.0:  # normalised input: stretch for display
-        array = (array - array.min()) / max(float(array.max() - array.min()), 1e-8)
-    return array
 
 
 def frame_strip(
@@ -84,7 +65,7 @@ def frame_strip(
     ``frame_labels``: a label under each frame (e.g. the sampled frame indices);
     ``highlight``: frames framed in red (e.g. the frames of a tuple).
     """
-    plt = _plt()
+    plt = pyplot()
     images = to_images(clip)
     frames, height, width, _ = images.shape
     canvas = np.ones((height, frames * (width + gap) - gap, 3), dtype=np.float32)
@@ -100,7 +81,7 @@ def frame_strip(
     else:
         ax.set_xticks([])
     for i in highlight:
-        ax.add_patch(_plt().Rectangle((i * (width + gap) - 0.5, -0.5), width, height, fill=False, edgecolor="red", linewidth=2))
+        ax.add_patch(pyplot().Rectangle((i * (width + gap) - 0.5, -0.5), width, height, fill=False, edgecolor="red", linewidth=2))
     if title:
         ax.set_title(title, fontsize=8, loc="left")
     return ax
@@ -116,7 +97,7 @@ def episode_figure(
     figure for reading down a notebook); ``True``: one column per class, its support videos then
     its queries below (a wide, short figure that fits a screen, as in the episode browser).
     """
-    plt = _plt()
+    plt = pyplot()
     way = episode.way
     shots = episode.support.shape[0] // way
     queries = episode.query.shape[0] // way if episode.query.shape[0] else 0
@@ -170,7 +151,7 @@ def heatmap(
     vmax: float | None = None,
 ) -> Any:
     """A 2-D matrix as an image with optional tick labels and annotations; returns the axis."""
-    plt = _plt()
+    plt = pyplot()
     values = matrix.detach().cpu().float().numpy() if isinstance(matrix, Tensor) else np.asarray(matrix, dtype=float)
     if values.ndim != 2:
         raise ValueError(f"heatmap needs a 2-D matrix, got shape {values.shape}")
@@ -213,7 +194,7 @@ def overlay_attention(
     ``alpha``: the frame stays visible where attention is low, and the cells that get most
     attention are tinted (``cmap``) and outlined, so the picture reads even at a few pixels.
     """
-    plt = _plt()
+    plt = pyplot()
     image = to_images(frame[None] if isinstance(frame, Tensor) else np.asarray(frame)[None])[0]  # (H, W, 3)
     grid = attention.detach().cpu().float().numpy() if isinstance(attention, Tensor) else np.asarray(attention, dtype=float)
     if grid.ndim != 2:
@@ -242,47 +223,12 @@ def overlay_attention(
 # ----------------------------------------------------------------------------- tuple matches
 
 
-@dataclass(frozen=True)
-class TupleMatch:
-    """A query tuple and the support tuple it attends to most (within one class)."""
-
-    query_tuple: tuple[int, ...]
-    shot: int
-    support_tuple: tuple[int, ...]
-    weight: float
-
-
-def top_tuple_matches(attention: Tensor, tuples: Tensor, k: int = 3) -> list[TupleMatch]:
-    """The ``k`` query tuples whose strongest attention weight is largest, each with the
-    support tuple (and shot) it attends to most.
-
-    ``attention``: (T, shots, T) TRX attention of one query over one class's support tuples
-    (``TRXHead`` with ``keep_attention = True``: ``extras["attention"][i][query, class]``);
-    ``tuples``: (T, w) frame indices of the tuples (``extras["tuples"][i]``).
-    """
-    if attention.dim() != 3 or attention.shape[0] != tuples.shape[0] or attention.shape[2] != tuples.shape[0]:
-        raise ValueError(
-            f"attention must be (T, shots, T) with T = {tuples.shape[0]} tuples, got {tuple(attention.shape)}"
-        )
-    flat = attention.detach().float().flatten(1)  # (T, shots*T)
-    best_weight, best = flat.max(dim=1)  # (T,)
-    order = best_weight.argsort(descending=True)[:k]
-    n_tuples = tuples.shape[0]
-    return [
-        TupleMatch(
-            query_tuple=tuple(int(i) for i in tuples[t]),
-            shot=int(best[t]) // n_tuples,
-            support_tuple=tuple(int(i) for i in tuples[int(best[t]) % n_tuples]),
-            weight=float(best_weight[t]),
-        )
-        for t in order.tolist()
-    ]
 
 
 def tuple_match_figure(query_clip: Tensor, support_clips: Tensor, matches: Sequence[TupleMatch], title: str | None = None) -> Any:
     """For each match: the query clip with its tuple's frames framed, and the matched support
     clip with its tuple framed. ``support_clips``: (shots, L, 3, H, W) of the class."""
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(len(matches), 2, figsize=(2 * max(3.0, 0.9 * query_clip.shape[0]), 1.3 * len(matches)), squeeze=False)
     for row, match in enumerate(matches):
         frame_strip(query_clip, ax=axes[row, 0], highlight=match.query_tuple, title=f"query tuple {match.query_tuple}")
@@ -307,16 +253,10 @@ def pairwise_angles(vectors: Tensor) -> Tensor:
 
 
 def pca_2d(x: Tensor) -> Tensor:
-    """(n, D) -> (n, 2): the points projected on their two principal directions.
-
-    Each direction's sign is fixed (largest loading positive) so the picture is reproducible.
-    """
-    x = x.detach().double()
-    centred = x - x.mean(dim=0, keepdim=True)
-    _, _, vh = torch.linalg.svd(centred, full_matrices=False)  # rows of vh: directions
-    directions = vh[:2]  # (2, D)
-    signs = torch.sign(directions.gather(1, directions.abs().argmax(dim=1, keepdim=True)))  # (2, 1)
-    return (centred @ (directions * signs).T).float()  # (n, 2)
+    """(n, D) -> (n, 2): the points projected on their two principal directions, each
+    direction's sign fixed (largest loading positive) so the picture is reproducible
+    (:func:`fsvid.experiments.analysis.project_2d` as a tensor)."""
+    return torch.from_numpy(project_2d(x)).float()
 
 
 def embedding_scatter(
@@ -328,7 +268,7 @@ def embedding_scatter(
     markers: Sequence[str] | None = None,
 ) -> Any:
     """A 2-D scatter of ``points`` (n, 2) coloured by ``labels`` (n,) with a legend of ``names``."""
-    plt = _plt()
+    plt = pyplot()
     points = points.detach().cpu().numpy() if isinstance(points, Tensor) else np.asarray(points)
     labels = np.asarray(labels.cpu() if isinstance(labels, Tensor) else labels)
     if ax is None:
@@ -350,7 +290,7 @@ def embedding_scatter(
 def training_curves(history: Sequence[Mapping[str, Any]], title: str | None = None) -> Any:
     """Training loss, training accuracy and validation accuracy (with its 95% CI), in percent,
     against tasks, from a run's history (``TrainResult.history`` or the rows of ``metrics.csv``)."""
-    plt = _plt()
+    plt = pyplot()
 
     def column(split: str, key: str) -> tuple[np.ndarray, np.ndarray]:
         rows = [r for r in history if r.get("split") == split and r.get(key) not in ("", None)]
@@ -402,7 +342,7 @@ def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | N
 def _as_figure(drawn: Any) -> Any:
     """The figure of whatever a drawing function returned (a figure, an axis, or nothing)."""
     if drawn is None:
-        return _plt().gcf()
+        return pyplot().gcf()
     return getattr(drawn, "figure", drawn) if not hasattr(drawn, "savefig") else drawn
 
 
@@ -429,7 +369,7 @@ def interactive_figure(draw: Callable[..., Any], **controls: Any) -> Any:
 
     import ipywidgets as widgets
 
-    plt = _plt()
+    plt = pyplot()
     sliders = {}
     for name, control in controls.items():
         if isinstance(control, tuple):
@@ -464,13 +404,13 @@ def episode_browser(dataset: Any, max_shots: int | None = None, max_queries: int
 
 def tuple_match_viewer(query_clip: Tensor, support_clips: Tensor, attention: Tensor, tuples: Tensor) -> Any:
     """Sliders over the query tuples: the chosen query tuple's attention over the class's
-    support tuples, and the support tuple it attends to most (see :func:`top_tuple_matches`)."""
+    support tuples, and the support tuple it attends to most (see :func:`best_tuple_matches`)."""
     import ipywidgets as widgets
 
     n_tuples = tuples.shape[0]
 
     def draw(query_tuple: int) -> Any:
-        plt = _plt()
+        plt = pyplot()
         weights = attention[query_tuple]  # (shots, T)
         shot, best = divmod(int(weights.flatten().argmax()), n_tuples)
         fig, axes = plt.subplots(3, 1, figsize=(8, 4.5))
@@ -491,7 +431,7 @@ def attention_viewer(clip: Tensor, maps: Tensor, title: str = "attention") -> An
     if maps.shape[0] != clip.shape[0]:
         raise ValueError(f"one map per frame needed: clip has {clip.shape[0]} frames, maps {tuple(maps.shape)}")
     def draw(frame: int) -> Any:
-        _, ax = _plt().subplots(figsize=(3.2, 3.2))
+        _, ax = pyplot().subplots(figsize=(3.2, 3.2))
         return overlay_attention(clip[frame], maps[frame], ax=ax, title=f"{title}, frame {frame}")
 
     return interactive_figure(

@@ -101,11 +101,11 @@ def test_top_tuple_matches_finds_the_strongest_weights() -> None:
     attention = torch.full((3, 2, 3), 0.01)  # (T, shots, T)
     attention[2, 1, 0] = 0.9  # query tuple (1, 2) -> shot 1, tuple (0, 1)
     attention[0, 0, 2] = 0.5  # query tuple (0, 1) -> shot 0, tuple (1, 2)
-    matches = nbplots.top_tuple_matches(attention, tuples, k=2)
+    matches = nbplots.best_tuple_matches(attention, tuples, k=2)
     assert matches[0] == nbplots.TupleMatch((1, 2), 1, (0, 1), pytest.approx(0.9))
     assert (matches[1].query_tuple, matches[1].shot, matches[1].support_tuple) == ((0, 1), 0, (1, 2))
     with pytest.raises(ValueError, match="T, shots, T"):
-        nbplots.top_tuple_matches(torch.rand(3, 2, 4), tuples)
+        nbplots.best_tuple_matches(torch.rand(3, 2, 4), tuples)
     fig = nbplots.tuple_match_figure(torch.rand(3, 3, 8, 8), torch.rand(2, 3, 3, 8, 8), matches)
     assert len(fig.axes) == 4
 
