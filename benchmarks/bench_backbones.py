@@ -3,6 +3,8 @@
 2D backbones get `--videos` clips of `--frames` frames (default 1 x 8, as TRX/STRM);
 3D backbones get `--videos` clips of `--clip-frames` frames (default 16, as MASTAF).
 Frames per second counts input frames: videos * frames / seconds per forward pass.
+`cpu ms` is the process's CPU time per pass (all threads): on a machine shared with other
+work the wall-clock figures grow with the load, the CPU time much less.
 
     python benchmarks/bench_backbones.py                       # all backbones, default sizes
     python benchmarks/bench_backbones.py --backbones resnet50 r3d50 --size-3d 224 --reps 5
@@ -43,18 +45,20 @@ def benchmark(name: str, args: argparse.Namespace, device: torch.device, size: i
         out = forward()
     if device.type == "cuda":
         torch.cuda.synchronize()
-    times = []
+    times, cpu_times = [], []
     for _ in range(args.reps):
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         out = forward()
         if device.type == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
+        cpu_times.append(time.process_time() - cpu_start)
     seconds = sorted(times)[len(times) // 2]  # median
     return {
         "size": size,
         "frames": args.videos * frames,
         "ms": seconds * 1000,
+        "cpu_ms": sorted(cpu_times)[len(cpu_times) // 2] * 1000,
         "fps": args.videos * frames / seconds,
         "params_m": sum(p.numel() for p in backbone.parameters()) / 1e6,
         "shape": tuple(out.shape),
@@ -84,13 +88,13 @@ def main() -> None:
     device = torch.device(args.device)
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu, {torch.get_num_threads()} threads"
     print(f"device: {where}; amp: {args.amp}; output: {args.output}; median of {args.reps} passes")
-    print(f"{'backbone':<18} {'input':<18} {'params (M)':>10} {'ms/pass':>9} {'frames/s':>9}  output shape")
+    print(f"{'backbone':<18} {'input':<18} {'params (M)':>10} {'ms/pass':>9} {'cpu ms':>9} {'frames/s':>9}  output shape")
     for name in args.backbones:
         for size in args.sizes or [default_size(name, args)]:
             r = benchmark(name, args, device, size)
             frames = args.clip_frames if name in THREE_D else args.frames
             shape = f"{args.videos}x{frames}x{size}x{size}"
-            print(f"{name:<18} {shape:<18} {r['params_m']:>10.1f} {r['ms']:>9.1f} {r['fps']:>9.1f}  {r['shape']}", flush=True)
+            print(f"{name:<18} {shape:<18} {r['params_m']:>10.1f} {r['ms']:>9.1f} {r['cpu_ms']:>9.1f} {r['fps']:>9.1f}  {r['shape']}", flush=True)
 
 
 if __name__ == "__main__":
