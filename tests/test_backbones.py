@@ -490,7 +490,8 @@ def test_bad_arguments_and_inputs_raise_clear_errors() -> None:
 
 def test_every_name_builds_with_its_feature_dim() -> None:
     dims = {"resnet18": 512, "resnet34": 512, "resnet50": 2048, "vit_b_16": 768, "r3d50": 2048,
-            "r3d_18": 512, "r2plus1d_18": 512, "small_cnn": 128}
+            "r3d_18": 512, "r2plus1d_18": 512, "small_cnn": 128,
+            "efficientnet_lite0": 1280, "efficientnet_lite1": 1280, "efficientnet_lite2": 1280}
     assert set(dims) == set(BACKBONE_NAMES)
     with torch.device("meta"):
         for name, dim in dims.items():

@@ -22,6 +22,7 @@ BACKBONES = [
     ("r2plus1d_18", 4, 64, "[1]"),
     ("r3d50", 4, 64, "[1]"),
     ("vit_b_16", 2, 224, "[1, 2]"),
+    ("efficientnet_lite0", 4, 64, "[2]"),
 ]
 METHODS = list(HEAD_INPUT)
 
