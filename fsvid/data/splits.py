@@ -95,6 +95,12 @@ def parse_split_lines(lines: Iterable[str], source: str = "<lines>") -> list[Spl
                 f"{where}: expected 'class_folder/video_id', got {text!r} ({what})"
             )
         class_name, video_id = (part.strip() for part in text.split("/"))
+        extra = _extra_column(video_id)
+        if extra is not None:
+            raise ValueError(
+                f"{where}: {text!r} has an extra column {extra!r} after the video id; a split list has one "
+                "column, 'class_folder/video_id' (no label column: the class is the folder)"
+            )
         if not class_name or not video_id:
             empty = "class folder" if not class_name else "video id"
             raise ValueError(f"{where}: empty {empty} in {text!r}")
@@ -106,17 +112,35 @@ def parse_split_lines(lines: Iterable[str], source: str = "<lines>") -> list[Spl
     return entries
 
 
+def _extra_column(video_id: str) -> str | None:
+    """The second column of ``video_id`` when the line carries one (a tab, or a number after a
+    space: ``v0 3`` is video ``v0`` with label 3), else None. Spaces inside ids are kept."""
+    if "\t" in video_id:
+        return video_id.split("\t", 1)[1].strip()
+    head, _, tail = video_id.rpartition(" ")
+    return tail if head and tail.lstrip("+-").isdigit() else None
+
+
 def read_split(path: str | os.PathLike) -> list[SplitEntry]:
-    """Read a split list file (UTF-8), see :func:`parse_split_lines`.
+    """Read a split list file (UTF-8, a byte order mark is dropped), see :func:`parse_split_lines`.
 
     Raises ``FileNotFoundError`` when the file does not exist and ``ValueError`` (with file
-    and line number) for a malformed line.
+    and line number) for a malformed line or bytes that are not UTF-8.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"split list not found: {path}")
-    with open(path, encoding="utf-8") as handle:
-        return parse_split_lines(handle, source=str(path))
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        start = 3 if data.startswith(b"\xef\xbb\xbf") else 0
+        line = data[: start + error.start].count(b"\n") + 1
+        raise ValueError(
+            f"{path}, line {line}: not UTF-8 (byte {data[start + error.start]:#04x}); split lists are "
+            "UTF-8 text: re-save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)"
+        ) from None
+    return parse_split_lines(text.split("\n"), source=str(path))
 
 
 def split_classes(entries: Iterable[SplitEntry | VideoSource]) -> list[str]:
