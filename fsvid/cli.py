@@ -60,8 +60,6 @@ def _load_run_config(source: str | None, overrides: list[str]) -> RunConfig:
         raise UsageError(str(error)) from error
     except FileNotFoundError as error:
         raise UsageError(f"{error}; --config takes a preset ({', '.join(preset_names())}) or a YAML file") from error
-    except yaml.YAMLError as error:
-        raise UsageError(f"{source} is not valid YAML: {error}") from error
 
 
 # ----------------------------------------------------------------------------- commands

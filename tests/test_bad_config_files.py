@@ -197,3 +197,9 @@ def test_backbone_weights_that_are_not_safe_name_the_file(tmp_path: Path) -> Non
     with pytest.raises(ValueError, match=rf"not a weights file fsvid can read safely: {path}"):
         read_state_dict(path)
     assert not marker.exists()
+
+
+def test_an_override_that_is_not_yaml_names_the_override(capsys) -> None:
+    code, _, err = run_cli(capsys, "train", "--config", "synthetic_trx", "model.cardinalities=[2, 3")
+    assert code == 2 and "override 'model.cardinalities=[2, 3': the value is not valid YAML" in err
+    assert "synthetic_trx is not valid YAML" not in err and "Traceback" not in err

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 from data_helpers import decode_index, index_frames, webm_codec, write_split, write_video
+from prepare_helpers import write_raw_video
 from fsvid.data.splits import read_split, resolve_split
 from fsvid.data.video import VideoFileReader, container_frame_counts, count_video_frames, read_frames
 from fsvid.prepare.verify import verify_prepared
@@ -205,3 +206,54 @@ def test_script_usage_errors_name_the_script(capsys, command: str, argv: list[st
     err = capsys.readouterr().err
     assert exited.value.code == 2 and "usage: python data_scripts/some_script.py [-h]" in err
     assert "fsvid.prepare" not in err
+
+
+# ----------------------------------------------------------------------------- files fsvid wrote, damaged since
+
+
+def test_a_damaged_preparation_log_names_the_file(tmp_path: Path) -> None:
+    out = tmp_path / "prepared"
+    write_video(out / "a" / "v0.mp4", index_frames(12, 24, 32))
+    log = out / ".fsvid" / "prepare_log.csv"
+    log.parent.mkdir()
+    log.write_bytes("caf\u00e9,status\n".encode("latin-1"))
+    split = write_split(tmp_path / "testlist01.txt", ["a/v0"])
+    with pytest.raises(ValueError, match=rf"preparation log {log} is damaged"):
+        verify_prepared(out, {"test": split}, progress=False)
+    log.write_text("video,status\na/v0,ok\n")
+    with pytest.raises(ValueError, match=rf"preparation log {log} is damaged \(no 'key' column"):
+        verify_prepared(out, {"test": split}, progress=False)
+
+
+def test_damaged_prepare_settings_name_the_file(tmp_path: Path, capsys) -> None:
+    from fsvid.prepare.cli import main
+
+    raw, out = tmp_path / "raw", tmp_path / "out"
+    write_raw_video(raw / "UCF-101" / "A" / "v_A_g01_c01.avi", num_frames=12, codec="mjpeg")
+    settings = out / ".fsvid" / "prepare.json"
+    settings.parent.mkdir(parents=True)
+    settings.write_text('{"dataset": "ucf", "output": ')
+    split = write_split(tmp_path / "trainlist01.txt", ["A/v_A_g01_c01"])
+    code = main(["ucf", str(raw), str(out), "--split-file", str(split), "--no-progress", "--workers", "1"])
+    err = capsys.readouterr().err
+    assert code == 2 and f"{settings} (the options {out} was prepared with) is damaged" in err
+    assert settings.read_text() == '{"dataset": "ucf", "output": '  # left for the user to look at
+    assert not (out / "A").exists()  # nothing converted
+
+
+def test_an_ssv2_label_file_in_latin1_is_named(tmp_path: Path) -> None:
+    from fsvid.prepare.layouts import load_ssv2_classes
+
+    path = tmp_path / "something-something-v2-train.json"
+    path.write_bytes('[{"id": "1", "template": "Pouring [something] caf\u00e9"}]'.encode("latin-1"))
+    with pytest.raises(ValueError, match=rf"{path} is not an SSv2 annotation file"):
+        load_ssv2_classes({"train": path})
+
+
+def test_a_damaged_synthetic_description_is_named(tmp_path: Path) -> None:
+    from fsvid.config import load_config
+    from fsvid.engine.data import time_reversed_pairs
+
+    (tmp_path / "dataset.json").write_text('{"classes": [')
+    with pytest.raises(ValueError, match=rf"synthetic dataset description {tmp_path / 'dataset.json'} is damaged"):
+        time_reversed_pairs(load_config("synthetic_trx", [f"data.root={tmp_path}"]))

@@ -71,7 +71,8 @@ def load_tensors_file(path: str | Path, what: str = "checkpoint") -> Any:
         opcode = next((line for line in lines if line.startswith("Unsupported operand")), None)
         if opcode is None and (objects is not None or "Weights only load failed" in str(error)):
             why = "it holds Python objects, which fsvid does not unpickle (that could run code)"
-            why += f": {objects}" if objects else ""
+            why += f": {objects.split('. ')[0].rstrip('.')}" if objects else ""
+            why += "; save tensors only, e.g. torch.save(model.state_dict(), path)"
         elif opcode is not None and _first_byte(path) == b"\x80":  # pickle protocol 2+
             why = "a plain Python pickle, not a torch.save file; fsvid does not unpickle those (that could run code)"
         else:
