@@ -1,13 +1,8 @@
 """Split lists and video files as users really have them: each fault is named with its file
 (and line), nothing is silently misread.
 
-The two odd video files are made here with PyAV:
-
-- an mp4 whose first packets are hidden by an edit list, as ``ffmpeg -ss 0.4 -i in.mp4 -c copy
-  out.mp4`` writes it (the cut keeps the pre-roll from the previous key frame and hides it):
-  packets muxed with timestamps shifted below zero make the mp4 muxer write such an edit list;
-- a WebM written with the muxer's ``live`` option: no duration and no cues, as live muxers and
-  browser recorders (MediaRecorder) write them.
+The two odd video files (an mp4 cut by stream copy, whose edit list hides the pre-roll, and a
+WebM without duration or cues) are made with PyAV by :func:`data_helpers.write_video`.
 """
 
 from __future__ import annotations
@@ -16,54 +11,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 
-from data_helpers import decode_index, index_frames, webm_codec, write_split, write_video
+from data_helpers import decode_index, index_frames, write_split, write_video
 from prepare_helpers import write_raw_video
 from fsvid.data.splits import read_split, resolve_split
 from fsvid.data.video import VideoFileReader, container_frame_counts, count_video_frames, read_frames
 from fsvid.prepare.verify import verify_prepared
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def write_cut_mp4(path: Path, frames: np.ndarray, hidden: int, fps: int = 25) -> Path:
-    """An H.264 mp4 of ``frames`` whose first ``hidden`` frames are hidden by an edit list
-    (one GOP, so every shown frame depends on the hidden key frame, as after a stream-copy cut)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.height, stream.width = frames.shape[1], frames.shape[2]
-        stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": "10", "preset": "ultrafast", "g": str(len(frames) + 1)}
-
-        def mux(packets):
-            for packet in packets:
-                packet.pts -= hidden  # stream time base is 1/fps: one frame per tick
-                packet.dts -= hidden
-                container.mux(packet)
-
-        for frame in frames:
-            mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")))
-        mux(stream.encode())
-    return path
-
-
-def write_live_webm(path: Path, frames: np.ndarray, fps: int = 25) -> Path:
-    """A WebM without duration or cues (the muxer's ``live`` mode)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), "w", format="webm", options={"live": "1"}) as container:
-        stream = container.add_stream(webm_codec(), rate=fps)
-        stream.height, stream.width = frames.shape[1], frames.shape[2]
-        stream.pix_fmt = "yuv420p"
-        for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
 
 
 # ----------------------------------------------------------------------------- split lists
@@ -106,7 +63,7 @@ def test_a_list_that_is_not_utf8_names_file_and_line(tmp_path: Path) -> None:
 
 
 def test_frames_hidden_by_an_edit_list_are_not_counted_or_returned(tmp_path: Path) -> None:
-    path = write_cut_mp4(tmp_path / "cut.mp4", index_frames(40, 24, 32), hidden=10)
+    path = write_video(tmp_path / "cut.mp4", index_frames(40, 24, 32), hidden=10)
     assert container_frame_counts(path) == (40, 30)  # the container lists the hidden frames too
     reader = VideoFileReader(path)
     assert len(reader) == 30 and count_video_frames(path) == 30
@@ -126,7 +83,7 @@ def test_a_plain_mp4_is_still_read_with_decord(tmp_path: Path) -> None:
 
 
 def test_a_webm_without_duration_or_cues_is_read_with_pyav(tmp_path: Path) -> None:
-    path = write_live_webm(tmp_path / "recording.webm", index_frames(20, 24, 32))
+    path = write_video(tmp_path / "recording.webm", index_frames(20, 24, 32), live=True)
     assert container_frame_counts(path) == (None, None)
     reader = VideoFileReader(path)
     assert reader.decoder == "pyav" and len(reader) == 20
@@ -135,7 +92,7 @@ def test_a_webm_without_duration_or_cues_is_read_with_pyav(tmp_path: Path) -> No
 
 def test_verify_reports_the_decoded_count_of_a_cut_mp4(tmp_path: Path) -> None:
     out = tmp_path / "prepared"
-    write_cut_mp4(out / "a" / "cut.mp4", index_frames(40, 24, 32), hidden=10)
+    write_video(out / "a" / "cut.mp4", index_frames(40, 24, 32), hidden=10)
     write_video(out / "a" / "plain.mp4", index_frames(20, 24, 32))
     split = write_split(tmp_path / "testlist01.txt", ["a/cut", "a/plain"])
     report = verify_prepared(out, {"test": split}, frames=8, progress=False)
@@ -151,7 +108,7 @@ def test_verify_refuses_a_count_the_container_contradicts(tmp_path: Path, monkey
 
     monkeypatch.setattr(video, "_hides_frames", lambda reader: False)
     out = tmp_path / "prepared"
-    write_cut_mp4(out / "a" / "cut.mp4", index_frames(40, 24, 32), hidden=10)
+    write_video(out / "a" / "cut.mp4", index_frames(40, 24, 32), hidden=10)
     split = write_split(tmp_path / "testlist01.txt", ["a/cut"])
     (check,) = verify_prepared(out, {"test": split}, frames=8, progress=False).videos
     assert check.status == "unreadable"
