@@ -13,7 +13,8 @@ standard lists differ only in what the two parts look like:
 ======================  ===================================================================
 
 :func:`read_split` turns a list into :class:`SplitEntry` rows (blank lines are skipped, a
-malformed line is an error naming the file and the line number). :func:`resolve_split` finds
+UTF-8 byte order mark is dropped; a malformed line, such as one with a label column
+``class/video_id 3``, or bytes that are not UTF-8 are an error naming the file and the line). :func:`resolve_split` finds
 each entry under a data root that holds, per class folder, either a video file
 ``class/video_id.{mp4,webm,avi,mkv}`` or a folder of extracted frames ``class/video_id/*.jpg``.
 Matching is case-sensitive on every file system (the released TRX loader lower-cases the
@@ -80,7 +81,8 @@ def parse_split_lines(lines: Iterable[str], source: str = "<lines>") -> list[Spl
     Leading and trailing whitespace (including ``\\r`` of Windows line ends) is removed, blank
     lines are skipped, spaces inside a class name are kept. Raises ``ValueError`` naming
     ``source`` and the 1-based line number for a line without exactly one ``/``, with an
-    empty class or video id, or repeating an earlier line.
+    empty class or video id, with a second column (a tab, or a number after a space: a label
+    column), or repeating an earlier line.
     """
     entries: list[SplitEntry] = []
     first_seen: dict[str, int] = {}
