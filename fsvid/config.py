@@ -307,7 +307,7 @@ def validate(config: RunConfig) -> RunConfig:
 
 
 def _model_problems(model: ModelConfig) -> list[str]:
-    """Names that pick code (backbone, device) checked before any data is read."""
+    """The backbone name (and the options only the small CNN has), checked before any data is read."""
     from fsvid.backbones import BACKBONE_NAMES  # here: importing the backbones loads torch
 
     problems = []
@@ -364,10 +364,13 @@ def _read_yaml(source: str | Path, chain: tuple[str, ...] = ()) -> dict[str, Any
 def read_yaml_file(path: Any, what: str = "file") -> Any:
     """The YAML document in ``path`` (UTF-8; a ``Path`` or a package resource); a file that is
     not UTF-8 or not valid YAML raises :class:`ConfigError` with the file, line and problem."""
+    data = path.read_bytes()
     try:
-        text = path.read_bytes().decode("utf-8-sig")
+        text = data.decode("utf-8")
     except UnicodeDecodeError as error:
-        raise ConfigError(f"{what} {path} is not UTF-8 text (byte {error.start}); re-save it as UTF-8") from None
+        line = data[: error.start].count(b"\n") + 1
+        raise ConfigError(f"{what} {path}, line {line}: not UTF-8 text (byte {data[error.start]:#04x}); "
+                          "re-save it as UTF-8") from None
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as error:

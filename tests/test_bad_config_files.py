@@ -35,7 +35,14 @@ def test_an_inherit_loop_names_the_files(tmp_path: Path) -> None:
     c.write_text(f"inherit: {b}\n")
     with pytest.raises(ConfigError) as raised:
         load_config(a)
-    assert str(raised.value) == f"'inherit' loops: {b} -> {c} -> {b}"
+    assert str(raised.value) == f"'inherit' loops: {b.resolve()} -> {c.resolve()} -> {b.resolve()}"
+
+
+def test_a_config_file_that_is_not_utf8_names_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("name: run\n# r\u00e9glages\ntrain:\n  lr: 0.1\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=rf"config file {path}, line 2: not UTF-8 text \(byte 0xe9\)"):
+        load_config(path)
 
 
 def test_a_file_inheriting_itself_is_a_loop(tmp_path: Path) -> None:

@@ -127,7 +127,10 @@ class VideoFileReader:
 def _hides_frames(reader) -> bool:
     """True when decord's frame timestamps start before zero: packets before the first shown
     frame, normally hidden by an mp4 edit list (pre-roll kept by a stream-copy cut)."""
-    first = reader.get_frame_timestamp(0)  # (start, end) in seconds
+    try:
+        first = reader.get_frame_timestamp(0)  # (start, end) in seconds
+    except Exception:  # no timestamps: nothing to go by, decord's count stands
+        return False
     return float(first[0]) < -1e-3
 
 
