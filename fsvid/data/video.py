@@ -105,23 +105,21 @@ class VideoFileReader:
         """Decode frames ``indices`` (any order, repeats allowed): (len(indices), 3, H, W) uint8."""
         indices = _check_indices(indices, len(self), self.path)
         if self._reader is None:
+            frames = self._read_with_pyav(indices, "")
+        else:
             try:
-                frames = _decode_with_pyav(self.path, indices)
+                frames = self._reader.get_batch(indices).asnumpy()  # (L, H, W, 3) uint8
             except Exception as error:
-                raise VideoReadError(f"cannot decode frames {indices} of {self.path}: PyAV: "
-                                     f"{_first_line(error)}") from error
-            return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)  # (L, 3, H, W)
-        try:
-            frames = self._reader.get_batch(indices).asnumpy()  # (L, H, W, 3) uint8
-        except Exception as error:
-            try:
-                frames = _decode_with_pyav(self.path, indices)
-            except Exception as second:
-                raise VideoReadError(
-                    f"cannot decode frames {indices} of {self.path}: decord: {_first_line(error)}; "
-                    f"PyAV: {_first_line(second)}"
-                ) from second
+                frames = self._read_with_pyav(indices, f"decord: {_first_line(error)}; ")
         return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)  # (L, 3, H, W)
+
+    def _read_with_pyav(self, indices: list[int], earlier: str) -> np.ndarray:
+        try:
+            return _decode_with_pyav(self.path, indices)
+        except Exception as error:
+            raise VideoReadError(
+                f"cannot decode frames {indices} of {self.path}: {earlier}PyAV: {_first_line(error)}"
+            ) from error
 
 
 def _hides_frames(reader) -> bool:
