@@ -214,3 +214,10 @@ def test_a_damaged_synthetic_description_is_named(tmp_path: Path) -> None:
     (tmp_path / "dataset.json").write_text('{"classes": [')
     with pytest.raises(ValueError, match=rf"synthetic dataset description {tmp_path / 'dataset.json'} is damaged"):
         time_reversed_pairs(load_config("synthetic_trx", [f"data.root={tmp_path}"]))
+
+
+def test_an_id_written_with_its_extension_is_pointed_out(tmp_path: Path) -> None:
+    write_video(tmp_path / "data" / "a" / "v0.mp4", index_frames(4, 24, 32))
+    path = write_split(tmp_path / "list.txt", ["a/v0.mp4"])
+    with pytest.raises(FileNotFoundError, match=r"'a/v0.mp4' \(line 1\) \(written with its extension"):
+        resolve_split(read_split(path), tmp_path / "data")

@@ -237,6 +237,8 @@ def _missing_message(
             near = [n for s, n in stems.items() if s.lower() == entry.video_id.lower()]
             if near:
                 hint = f" (differs in case from {near[0]!r})"
+            elif os.path.splitext(entry.video_id)[1].lower() in VIDEO_EXTENSIONS:
+                hint = " (written with its extension: split lists give video ids without one)"
         shown.append(f"{entry.key!r} (line {entry.line}){hint}")
     more = f", ... and {len(missing) - _SHOW} more" if len(missing) > _SHOW else ""
     return (
