@@ -31,7 +31,7 @@ from typing import Any
 
 import yaml
 
-from fsvid.config import ConfigError, RunConfig, load_config, preset_names, to_dict
+from fsvid.config import ConfigError, RunConfig, load_config, preset_names, read_yaml_file, to_dict
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -60,8 +60,6 @@ def _load_run_config(source: str | None, overrides: list[str]) -> RunConfig:
         raise UsageError(str(error)) from error
     except FileNotFoundError as error:
         raise UsageError(f"{error}; --config takes a preset ({', '.join(preset_names())}) or a YAML file") from error
-    except yaml.YAMLError as error:
-        raise UsageError(f"{source} is not valid YAML: {error}") from error
 
 
 # ----------------------------------------------------------------------------- commands
@@ -170,7 +168,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     try:
         comparison = compare_runs(args.run_a, args.run_b, split=args.split)
-    except ValueError as error:  # different task lists: a usage problem, not a failure
+    except ValueError as error:  # different task lists or a damaged result file: a usage problem
         raise UsageError(str(error)) from error
     if args.json:
         print(json.dumps({
@@ -190,18 +188,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    import torch
-
+    from fsvid.backbones.weights import load_tensors_file
     from fsvid.convert import load_official_checkpoint, split_official_checkpoint
     from fsvid.engine.checkpoint import atomic_save
 
     config_path = Path(args.config)
     if not config_path.is_file():
         raise UsageError(f"--config {config_path} does not exist (a JSON or YAML file of the released sizes)")
-    try:
-        sizes = yaml.safe_load(config_path.read_text())
-    except yaml.YAMLError as error:
-        raise UsageError(f"{config_path} is not valid JSON/YAML: {error}") from error
+    sizes = read_yaml_file(config_path, what="--config")  # JSON is YAML
     if not isinstance(sizes, dict):
         raise UsageError(f"{config_path} must hold a mapping of sizes (e.g. L, D, Dout, temp_set), got {sizes!r}")
     head = load_official_checkpoint(args.checkpoint, args.method, sizes)
@@ -209,7 +203,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
     atomic_save(head.state_dict(), out)
     say(f"{args.method} head ({sum(p.numel() for p in head.parameters()):,} parameters) written to {out}")
     if args.method in ("trx", "strm"):
-        _, backbone = split_official_checkpoint(torch.load(args.checkpoint, map_location="cpu", weights_only=True))
+        _, backbone = split_official_checkpoint(load_tensors_file(args.checkpoint))
         if backbone:
             backbone_out = out.with_name(f"{out.stem}_backbone{out.suffix or '.pt'}")
             atomic_save(backbone, backbone_out)

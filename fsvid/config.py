@@ -294,9 +294,29 @@ def validate(config: RunConfig) -> RunConfig:
         problems.append(f"data.cache_views must be non-negative, got {config.data.cache_views}")
     if config.train.lr <= 0:
         problems.append(f"train.lr must be positive, got {config.train.lr}")
+    if config.train.val_every > 0 and config.train.val_tasks < 1:
+        problems.append(f"train.val_tasks must be at least 1 while validation is on (train.val_every="
+                        f"{config.train.val_every}), got {config.train.val_tasks}; set train.val_every=0 "
+                        "to train without validation")
+    if config.eval.tasks < 1:
+        problems.append(f"eval.tasks must be at least 1, got {config.eval.tasks}")
+    problems += _model_problems(config.model)
     if problems:
         raise ConfigError("; ".join(problems))
     return config
+
+
+def _model_problems(model: ModelConfig) -> list[str]:
+    """The backbone name (and the options only the small CNN has), checked before any data is read."""
+    from fsvid.backbones import BACKBONE_NAMES  # here: importing the backbones loads torch
+
+    problems = []
+    if model.backbone not in BACKBONE_NAMES:
+        problems.append(f"model.backbone: {model.backbone!r} is not one of {', '.join(BACKBONE_NAMES)}")
+    elif model.backbone != "small_cnn" and (model.widths is not None or model.coordinates):
+        problems.append(f"model.widths and model.coordinates apply to the small_cnn backbone only, "
+                        f"not {model.backbone}")
+    return problems
 
 
 # ----------------------------------------------------------------------------- presets and files
@@ -308,25 +328,56 @@ def preset_names() -> list[str]:
     return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
-def _read_yaml(source: str | Path) -> dict[str, Any]:
-    """A preset name or a YAML file path -> its dict (presets may ``inherit`` another preset)."""
+def _read_yaml(source: str | Path, chain: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A preset name or a YAML file path -> its dict (a file may ``inherit`` a preset or file).
+
+    ``chain`` holds the files already being read for ``inherit``; meeting one again is a loop,
+    refused naming the files in it. A file that is not YAML or not UTF-8 is a
+    :class:`ConfigError` naming the file and line.
+    """
     path = Path(source)
     if path.suffix in (".yaml", ".yml") or path.exists():
         if not path.exists():
             raise FileNotFoundError(f"config file {path} does not exist")
-        text = path.read_text()
+        name = str(path.resolve())
     else:
-        preset = resources.files("fsvid") / "presets" / f"{source}.yaml"
-        if not preset.is_file():
+        path = resources.files("fsvid") / "presets" / f"{source}.yaml"
+        if not path.is_file():
             raise ConfigError(f"unknown preset {source!r}; presets: {', '.join(preset_names())}")
-        text = preset.read_text()
-    data = yaml.safe_load(text) or {}
+        name = f"preset {source}"
+    if name in chain:
+        loop = " -> ".join([*chain[chain.index(name):], name])
+        raise ConfigError(f"'inherit' loops: {loop}")
+    data = read_yaml_file(path, what="config file")
+    if data is None:
+        data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: a config file must hold a mapping, got {type(data).__name__}")
     parent = data.pop("inherit", None)
     if parent is not None:
-        data = _merge(_read_yaml(parent), data)
+        if not isinstance(parent, str):
+            raise ConfigError(f"{source}: inherit must name a preset or a YAML file, got {parent!r}")
+        data = _merge(_read_yaml(parent, (*chain, name)), data)
     return data
+
+
+def read_yaml_file(path: Any, what: str = "file") -> Any:
+    """The YAML document in ``path`` (UTF-8; a ``Path`` or a package resource); a file that is
+    not UTF-8 or not valid YAML raises :class:`ConfigError` with the file, line and problem."""
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise ConfigError(f"{what} {path}, line {line}: not UTF-8 text (byte {data[error.start]:#04x}); "
+                          "re-save it as UTF-8") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ConfigError(f"{what} {path}{where}: not valid YAML: {problem}") from None
 
 
 def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
@@ -347,7 +398,13 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     path = [part for part in key.strip().split(".") if part]
     if not path:
         raise ConfigError(f"override {text!r} names no key")
-    return path, yaml.safe_load(raw) if raw.strip() else None
+    if not raw.strip():
+        return path, None
+    try:
+        return path, yaml.safe_load(raw)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"override {text!r}: the value is not valid YAML "
+                          f"({getattr(error, 'problem', None) or error})") from None
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -367,7 +424,12 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 def load_config(source: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
     """A preset name or YAML file (or ``None`` for the defaults), plus dotted overrides."""
     data = _read_yaml(source) if source is not None else {}
-    return validate(from_dict(RunConfig, apply_overrides(data, list(overrides))))
+    try:
+        return validate(from_dict(RunConfig, apply_overrides(data, list(overrides))))
+    except ConfigError as error:
+        if source is None:
+            raise
+        raise ConfigError(f"{source}{' with overrides' if overrides else ''}: {error}") from None
 
 
 def save_config(config: RunConfig, path: str | Path) -> Path:

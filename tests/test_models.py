@@ -66,7 +66,11 @@ def test_every_backbone_feeds_every_head(backbone, frames, crop, cardinalities):
 
 
 def test_small_cnn_options_are_refused_for_other_backbones():
-    config = load_config("demo_base", ["model.backbone=resnet18", "model.feature_dim=null"])
+    with pytest.raises(ValueError, match="small_cnn backbone only"):  # at config validation now
+        load_config("demo_base", ["model.backbone=resnet18", "model.feature_dim=null"])
+    config = load_config("demo_base", ["model.backbone=resnet18", "model.feature_dim=null", "model.widths=null",
+                                       "model.coordinates=false"])
+    config.model.coordinates = True  # a config changed in code after validation: build_model checks too
     with pytest.raises(ValueError, match="small_cnn backbone only"):
         build_model(config)
 

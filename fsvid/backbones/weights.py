@@ -23,6 +23,7 @@ building a backbone with such a name downloads anything.
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Union
@@ -55,6 +56,35 @@ def strip_wrapper_names(key: str) -> str:
     return ".".join(part for part in key.split(".") if part not in _WRAPPER_NAME_PARTS)
 
 
+def load_tensors_file(path: str | Path, what: str = "checkpoint") -> Any:
+    """``torch.load(path, weights_only=True)`` on CPU, or ``ValueError`` saying "this is not a
+    ``what`` fsvid can read safely: PATH" and why (a pickle of Python objects other than
+    tensors, numbers, strings, lists and dicts, which could run code; a damaged file; not a
+    torch file at all). Never falls back to full unpickling."""
+    try:
+        with warnings.catch_warnings():  # torch warns about the pickle protocol of plain pickles
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # UnpicklingError, RuntimeError (bad zip), EOFError, ...
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        objects = next((line for line in lines if "GLOBAL" in line or "Unsupported global" in line), None)
+        opcode = next((line for line in lines if line.startswith("Unsupported operand")), None)
+        if opcode is None and (objects is not None or "Weights only load failed" in str(error)):
+            why = "it holds Python objects, which fsvid does not unpickle (that could run code)"
+            why += f": {objects.split('. ')[0].rstrip('.')}" if objects else ""
+            why += "; save tensors only, e.g. torch.save(model.state_dict(), path)"
+        elif opcode is not None and _first_byte(path) == b"\x80":  # pickle protocol 2+
+            why = "a plain Python pickle, not a torch.save file; fsvid does not unpickle those (that could run code)"
+        else:
+            why = f"{opcode or lines[0] if lines else type(error).__name__}: damaged, or not a torch file"
+        raise ValueError(f"this is not a {what} fsvid can read safely: {path} ({why})") from None
+
+
+def _first_byte(path: str | Path) -> bytes:
+    with open(path, "rb") as handle:
+        return handle.read(1)
+
+
 def read_state_dict(source: WeightsSource, missing_file_help: str = "") -> tuple[dict[str, Tensor], str]:
     """Read a state dict from a local file or take one from memory.
 
@@ -84,12 +114,7 @@ def read_state_dict(source: WeightsSource, missing_file_help: str = "") -> tuple
                 message += " " + missing_file_help
             raise FileNotFoundError(message)
         label = f"weights file '{path}'"
-        try:
-            content = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as error:  # noqa: BLE001 (re-raised with the file named)
-            raise ValueError(
-                f"{label} could not be read with torch.load(weights_only=True): {error}"
-            ) from error
+        content = load_tensors_file(path, "weights file")
 
     # Open wrappers such as {"arch": "resnet-50", "state_dict": {...}, "optimizer": {...}}.
     while isinstance(content, Mapping):

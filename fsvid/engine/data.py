@@ -139,8 +139,12 @@ def time_reversed_pairs(config: RunConfig, split: str = "test") -> list[tuple[st
     if config.data.dataset != "synthetic":
         return []
     root = Path(config.data.root).expanduser() if config.data.root else default_synthetic_root()
-    meta = json.loads((root / "dataset.json").read_text())
-    classes = meta["classes"]
+    path = root / "dataset.json"
+    try:
+        classes = json.loads(path.read_text(encoding="utf-8"))["classes"]
+    except (ValueError, KeyError, TypeError) as error:  # JSONDecodeError, UnicodeDecodeError
+        raise ValueError(f"synthetic dataset description {path} is damaged ({error!r}); generate the dataset "
+                         f"again (`fsvid synthetic {root}` in a new folder)") from None
     pairs = set()
     for entry in classes if isinstance(classes, list) else [dict(name=k, **v) for k, v in classes.items()]:
         if entry.get("split") == split and entry.get("twin"):
