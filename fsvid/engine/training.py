@@ -64,7 +64,7 @@ from fsvid.engine.checkpoint import (
     remove_stale_temporaries,
     restore_random_states,
 )
-from fsvid.engine.data import DataLocation, episode_dataset, locate_data, split_class_names
+from fsvid.engine.data import DataLocation, episode_dataset, global_class_count, locate_data
 from fsvid.engine.distributed import Distributed, autocast_context, grad_scaler, resolve_device, unwrap
 from fsvid.engine.evaluate import evaluate_model
 from fsvid.engine.runs import run_dir
@@ -337,7 +337,7 @@ def train(
         if config.train.val_every > 0
         else None
     )
-    n_global = len(split_class_names(location, "train"))
+    n_global = global_class_count(config, location)
 
     # --- model, optimiser, schedule; restored from last.pt when resuming
     torch.manual_seed(config.train.seed)
