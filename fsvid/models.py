@@ -151,8 +151,9 @@ def _enrichment(kind: str) -> str:
 def build_model(config: RunConfig, n_global: int | None = None) -> FewShotModel:
     """Backbone + head from one run configuration.
 
-    ``n_global``: number of training classes, for MASTAF's global classifier (``None`` or 0
-    switches the global task off).
+    ``n_global``: outputs of MASTAF's global classifier (the training classes, or all classes
+    with ``model.global_classes: all``; :func:`fsvid.engine.data.global_class_count`); ``None``
+    or 0 switches the global task off.
     """
     model = config.model
     options = {}

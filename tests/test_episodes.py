@@ -268,3 +268,17 @@ def test_jittered_test_frames_are_training_style_and_seeded(frames_data: tuple[P
     training = small(split, root, train=True, resize=None, crop=24)
     for index in range(8):
         assert decode_index(jittered[index].support[0]).tolist() == decode_index(training[index].support[0]).tolist()
+
+
+def test_global_classifier_size_counts_train_or_all_classes(tmp_path: Path) -> None:
+    """``model.global_classes``: ``train`` counts the training classes, ``all`` every class of
+    the train, val and test lists (the released MASTAF: one output per class folder)."""
+    from fsvid.config import load_config
+    from fsvid.engine.data import DataLocation, global_class_count
+
+    lists = {"train": ["a/1", "a/2", "b/1", "c/1"], "val": ["d/1", "e/1"], "test": ["f/1", "g/1", "h/1"]}
+    for split, lines in lists.items():
+        (tmp_path / f"{split}list03.txt").write_text("\n".join(lines) + "\n")
+    location = DataLocation(tmp_path, tmp_path, "03")
+    assert global_class_count(load_config("synthetic_mastaf"), location) == 3
+    assert global_class_count(load_config("synthetic_mastaf", ["model.global_classes=all"]), location) == 8
