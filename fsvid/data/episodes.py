@@ -3,7 +3,9 @@
 A C-way K-shot task with Q queries per class (METHODS.md, "The few-shot task"):
 
 1. draw C distinct classes of the split;
-2. in each, draw K + Q distinct videos: the first K are the support, the other Q the queries;
+2. in each, draw K + Q distinct videos: the first K are the support, the other Q the queries
+   (``query_sampling="one_class"``, the released MASTAF sampler: then only one class of the
+   task, drawn uniformly, keeps its Q queries);
 3. read an L-frame clip of each video (:mod:`fsvid.data.sampling`, :mod:`fsvid.data.transforms`).
 
 Task ``i`` is a pure function of ``(seed, i)``:
@@ -11,7 +13,8 @@ Task ``i`` is a pure function of ``(seed, i)``:
 - the composition (steps 1-2) comes from ``numpy.random.default_rng([seed, i])`` and does
   not depend on frames, sizes or augmentation, so every method evaluated with the same seed
   and split sees exactly the same test tasks (paired comparison);
-- the clip randomness (frame jitter, crop, flip; training only) comes from
+- the clip randomness (frame jitter, crop, flip; training only, or the frame jitter of
+  ``jitter_test_frames`` test clips) comes from
   ``numpy.random.default_rng([seed, i, 1])``, drawn support videos first, then queries.
 
 So the task list is reproducible, a resumed run continues at task ``i``
