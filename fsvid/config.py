@@ -48,6 +48,13 @@ class DataConfig:
     resize: int = 72
     crop: int = 64
     flip: bool = False
+    train_crop: str = field(default="random", metadata=_choices("random", "center"))
+    """Training crop: one random window per clip, or the centre window (the released MASTAF
+    loader: resize, flip, centre crop; every draw of a video is then the same but for the flip)."""
+    test_sampling: str = field(default="deterministic", metadata=_choices("deterministic", "jittered"))
+    """Test/validation frames: ``deterministic`` (fsvid; the same clip for every method and
+    run), or ``jittered`` like training frames (the released MASTAF loader, whose test
+    frames vary from run to run). The test crop is the centre either way."""
     normalize: bool = False
     short_videos: str = field(default="drop", metadata=_choices("drop", "repeat"))
     on_missing: str = field(default="error", metadata=_choices("error", "skip"))
@@ -82,6 +89,9 @@ class TaskConfig:
     """Queries per class in training tasks (STRM uses 4)."""
     test_query: int = 1
     """Queries per class in validation and test tasks (1 in all papers)."""
+    query_sampling: str = field(default="per_class", metadata=_choices("per_class", "one_class"))
+    """``per_class``: Q queries from every class of the task; ``one_class``: Q queries from ONE
+    random class of the task (the released MASTAF sampler), the same in training and testing."""
 
 
 @dataclass
@@ -93,6 +103,12 @@ class ModelConfig:
     backbone_weights: str | None = None
     """Local weight file, or a torchvision weights name (a download, never in tests)."""
     trainable: str = field(default="all", metadata=_choices("all", "last", "none"))
+    backbone_passes: str = field(default="joint", metadata=_choices("joint", "released"))
+    """``joint``: one backbone pass over every clip of a task (BatchNorm statistics over all of
+    its frames); ``released``: support and queries in separate passes, BatchNorm statistics per
+    chunk of ``backbone_chunks`` (the released TRX/STRM code on 4 GPUs with DataParallel)."""
+    backbone_chunks: int = 4
+    """Chunks per pass with ``backbone_passes: released`` (the released scripts' ``--num_gpus``)."""
     feature_dim: int | None = None
     """Channels of the small CNN's output; ``None`` for the backbone's own."""
     widths: list[int] | None = None
@@ -118,6 +134,12 @@ class ModelConfig:
     use_gamma: bool = True
     qc_weight: float = 0.1
     """lambda in STRM's loss, and the weight of the query-class score at test time."""
+    qc_mode: str = field(default="trained", metadata=_choices("trained", "released"))
+    """STRM's query-class classifier: ``trained`` (optimised and saved, as the paper describes)
+    or ``released`` (fixed random weights drawn from ``qc_seed``, dropout also at test time:
+    the released code keeps the classifier in a Python list, out of the optimiser's reach)."""
+    qc_seed: int = 0
+    """Seed of the fixed classifier weights with ``qc_mode: released``."""
     # MASTAF switches
     alpha: float = 1.0
     global_task: bool = True
@@ -126,6 +148,9 @@ class ModelConfig:
     meta_learner: bool = True
     residual: bool = True
     mastaf_mode: str = field(default="fused", metadata=_choices("fused", "self", "cross", "neighbor"))
+    global_classes: str = field(default="train", metadata=_choices("train", "all"))
+    """Outputs of MASTAF's global classifier: one per training class, or one per class of the
+    whole dataset (train + val + test lists; the released code: one per class folder)."""
 
 
 @dataclass
@@ -292,6 +317,8 @@ def validate(config: RunConfig) -> RunConfig:
         problems.append(f"train.tasks_per_step must be at least 1, got {config.train.tasks_per_step}")
     if config.data.cache_views < 0:
         problems.append(f"data.cache_views must be non-negative, got {config.data.cache_views}")
+    if config.model.backbone_chunks < 1:
+        problems.append(f"model.backbone_chunks must be at least 1, got {config.model.backbone_chunks}")
     if config.train.lr <= 0:
         problems.append(f"train.lr must be positive, got {config.train.lr}")
     if config.train.val_every > 0 and config.train.val_tasks < 1:

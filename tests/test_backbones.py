@@ -204,7 +204,10 @@ def test_resnet18_released_trx_strm_layout_loads(tmp_path: Path) -> None:
 
 def test_resolve_torchvision_weights_names_without_downloading() -> None:
     weights = torchvision.models.ResNet50_Weights
-    assert resolve_torchvision_weights("resnet50", "imagenet") is weights.IMAGENET1K_V2
+    # ResNet-50 has two ImageNet versions: the alias is refused, naming both
+    with pytest.raises(ValueError, match=r"ambiguous for resnet50: .*IMAGENET1K_V1 and IMAGENET1K_V2.*released TRX/STRM"):
+        resolve_torchvision_weights("resnet50", "imagenet")
+    assert resolve_torchvision_weights("resnet18", "imagenet") is torchvision.models.ResNet18_Weights.IMAGENET1K_V1
     assert resolve_torchvision_weights("resnet50", "imagenet1k_v1") is weights.IMAGENET1K_V1
     assert resolve_torchvision_weights("resnet50", "ResNet50_Weights.IMAGENET1K_V1") is weights.IMAGENET1K_V1
     assert resolve_torchvision_weights("resnet50", weights.DEFAULT) is weights.IMAGENET1K_V2

@@ -19,7 +19,7 @@ import torch
 import yaml
 
 from fsvid import notebooks as nbs
-from fsvid.config import ConfigError, load_config
+from fsvid.config import ConfigError, load_config, to_dict
 
 SERIES = [
     "00_quickstart",
@@ -165,10 +165,30 @@ def test_paper_parameter_files_give_the_papers_settings(stem: str) -> None:
         assert (config.data.frames, config.train.tasks_per_step, config.model.backbone) == (16, 64, "r3d50")
         assert config.model.global_task and config.model.global_weight == 0.5 and config.model.alpha == 1.0
     else:
-        assert (config.data.frames, config.train.tasks_per_step, config.task.query) == (8, 16, 4)
+        # training queries as the released scripts: TRX 5 (default, README), STRM 4, STRM Kinetics 5
+        queries = 5 if stem in ("trx_ssv2_full", "strm_kinetics") else 4
+        assert (config.data.frames, config.train.tasks_per_step, config.task.query) == (8, 16, queries)
         assert config.model.projection_dim == 1152 and config.model.backbone == "resnet50"
         assert config.model.cardinalities == ([2, 3] if method == "trx" else [2])
         assert config.train.loss_reduction == "sum"
+
+
+#: What a paper parameter file may add to its preset: how the notebook runs, never a setting.
+NOTEBOOK_ONLY = {"preset", "overrides", "small_data", "resume", "threads", "name"}
+
+
+@pytest.mark.parametrize("stem", sorted(PAPER_FILES))
+def test_paper_parameter_files_name_their_preset_and_resolve_to_it(stem: str) -> None:
+    """A parameter file names its preset and restates none of its settings, so the notebook
+    route and ``fsvid train <preset>`` run the same configuration (they drifted apart when the
+    files restated every setting as overrides)."""
+    parameters = nbs.read_parameters(nbs.notebooks_dir() / "params" / f"{stem}.yaml")
+    assert parameters["preset"] == stem
+    assert set(parameters) <= NOTEBOOK_ONLY, f"{stem}.yaml sets {sorted(set(parameters) - NOTEBOOK_ONLY)}"
+    assert parameters["overrides"] == [] and parameters["name"] == stem
+    shortcuts = {k: v for k, v in parameters.items() if k in nbs.TRAINING_SHORTCUTS}
+    via_notebook = nbs.training_config(parameters["preset"], parameters["overrides"], parameters["small_data"], **shortcuts)
+    assert to_dict(via_notebook) == to_dict(load_config(stem))
 
 
 def test_ablation_parameter_file_names_a_valid_base_and_sweep() -> None:
@@ -177,8 +197,8 @@ def test_ablation_parameter_file_names_a_valid_base_and_sweep() -> None:
     base = nbs.read_parameters(parameters["base"])
     assert set(parameters["sweep"]) == {"TRM", "PLE+TRM", "FLE+TRM", "PLE+FLE+TRM", "STRM"}
     for changes in parameters["sweep"].values():
-        config = nbs.training_config(None, [*base["overrides"], *changes], small_data=False)
-        assert config.model.method == "strm"
+        config = nbs.training_config(base["preset"], [*base["overrides"], *changes], small_data=False)
+        assert config.model.method == "strm" and config.name == "strm_ssv2_full"
     assert parameters["reference"] in parameters["sweep"]
 
 

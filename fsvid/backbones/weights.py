@@ -15,8 +15,8 @@ Every backbone loads weights the same way:
    module's own and raises one `ValueError` that lists every missing, unexpected and
    shape-mismatched key, naming the file, before copying anything.
 
-Named torchvision weights (`weights="imagenet"`, `"IMAGENET1K_V2"`,
-`"ResNet50_Weights.IMAGENET1K_V2"`) are resolved by `resolve_torchvision_weights`; only
+Named torchvision weights (`"IMAGENET1K_V1"`, `"ResNet50_Weights.IMAGENET1K_V1"`, the alias
+`"imagenet"` where it is unambiguous) are resolved by `resolve_torchvision_weights`; only
 building a backbone with such a name downloads anything.
 """
 
@@ -213,13 +213,17 @@ def resolve_torchvision_weights(arch: str, spec: Any) -> WeightsEnum | None:
     """Turn a weights name into a torchvision weights enum member, or None if it is no name.
 
     Accepted for `arch="resnet50"`: a `ResNet50_Weights` member, `"DEFAULT"`,
-    `"IMAGENET1K_V2"` (any case), `"ResNet50_Weights.IMAGENET1K_V2"` and the alias
-    `"imagenet"` (the default ImageNet weights); for video models `"kinetics400"`.
-    Any other string is not a name (the caller treats it as a file path). Resolving does
-    not download; `member.get_state_dict()` does.
+    `"IMAGENET1K_V1"` (any case), `"ResNet50_Weights.IMAGENET1K_V1"`; for video models
+    `"kinetics400"`. The alias `"imagenet"` stands for the default ImageNet weights, except
+    for a ResNet with several ImageNet versions (resnet50, resnet101, resnet152: V1 and V2),
+    where it is refused: the released TRX/STRM code used `resnet50(pretrained=True)`, i.e.
+    `IMAGENET1K_V1`, while torchvision's DEFAULT is `IMAGENET1K_V2`, and they give different
+    features. Any other string is not a name (the caller treats it as a file path).
+    Resolving does not download; `member.get_state_dict()` does.
 
     Raises:
-        ValueError: an alias or enum member that does not belong to `arch`.
+        ValueError: an alias or enum member that does not belong to `arch`, or the
+            ambiguous `"imagenet"` for such a ResNet.
     """
     enum_class = get_model_weights(arch)
     if isinstance(spec, WeightsEnum):
@@ -235,6 +239,14 @@ def resolve_torchvision_weights(arch: str, spec: Any) -> WeightsEnum | None:
         if not default.name.startswith(dataset):
             raise ValueError(
                 f"weights='{spec}' is not available for {arch}: torchvision has {list(enum_class.__members__)}"
+            )
+        versions = [m for m in enum_class.__members__ if m.startswith(dataset)]
+        if arch.startswith("resnet") and len(versions) > 1:
+            raise ValueError(
+                f"weights='{spec}' is ambiguous for {arch}: torchvision has {' and '.join(versions)}. "
+                f"IMAGENET1K_V1 is the original release, what `{arch}(pretrained=True)` loaded and the "
+                f"released TRX/STRM code used; IMAGENET1K_V2 (torchvision's DEFAULT) comes from a newer "
+                f"training recipe. Name one: weights='IMAGENET1K_V1' (model.backbone_weights=IMAGENET1K_V1)"
             )
         return default
     if "." in name:

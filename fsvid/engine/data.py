@@ -99,6 +99,17 @@ def split_class_names(location: DataLocation, split: str) -> list[str]:
     return split_classes(read_split(location.split_file(split)))
 
 
+def global_class_count(config: RunConfig, location: DataLocation) -> int:
+    """Outputs of MASTAF's global classifier (``model.global_classes``): the training classes,
+    or every class of the train, val and test lists (the released code: one output per class
+    folder of the dataset, ``--train_num_classes 51`` for HMDB). Targets stay the index among
+    the training classes; with ``all`` the other outputs are never a target (they only enter
+    the softmax), as in the released code."""
+    if config.model.global_classes == "train":
+        return len(split_class_names(location, "train"))
+    return len({name for split in SPLITS for name in split_class_names(location, split)})
+
+
 def episode_dataset(
     config: RunConfig,
     split: str,
@@ -131,6 +142,9 @@ def episode_dataset(
         on_missing=data.on_missing,
         progress=progress,
         memory_bytes=data.memory_mb * 1024**2,
+        train_crop=data.train_crop,
+        query_sampling=task.query_sampling,
+        jitter_test_frames=data.test_sampling == "jittered",
     )
 
 

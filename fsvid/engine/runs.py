@@ -23,7 +23,7 @@ import torch
 from fsvid.config import RunConfig, from_dict, load_config, save_config
 from fsvid.engine.checkpoint import CheckpointError, check_finite_weights, check_state_dict_matches, load_checkpoint
 from fsvid.features import FeatureCache
-from fsvid.engine.data import episode_dataset, locate_data, split_class_names
+from fsvid.engine.data import episode_dataset, global_class_count, locate_data, split_class_names
 from fsvid.engine.distributed import Distributed, resolve_device
 from fsvid.engine.evaluate import TASK_LIST_FIELDS, EvalResult, evaluate_model
 from fsvid.engine.features import cache_root, evaluate_from_cache, feature_episodes, split_cache
@@ -151,7 +151,7 @@ def evaluate_config(
     device = resolve_device(config.train.device)
     location = locate_data(config, generate=True, progress=progress)
     torch.manual_seed(config.train.seed)
-    model = build_model(config, n_global=len(split_class_names(location, "train"))).to(device)
+    model = build_model(config, n_global=global_class_count(config, location)).to(device)
     directory = run_dir(config)
     if save:
         save_config(config, directory / "config.yaml")
@@ -227,7 +227,7 @@ def build_run_cache(
         folder = Path(run)
     else:
         torch.manual_seed(config.train.seed)
-        model = build_model(config, n_global=len(split_class_names(location, "train"))).to(device)
+        model = build_model(config, n_global=global_class_count(config, location)).to(device)
         folder = run_dir(config)
     if root is None:
         root = cache_root(config, folder) if config.data.cache is not None else folder / "cache"

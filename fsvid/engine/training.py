@@ -76,7 +76,7 @@ from fsvid.engine.checkpoint import (
     remove_stale_temporaries,
     restore_random_states,
 )
-from fsvid.engine.data import DataLocation, episode_dataset, locate_data, split_class_names
+from fsvid.engine.data import DataLocation, episode_dataset, global_class_count, locate_data
 from fsvid.engine.distributed import Distributed, autocast_context, grad_scaler, resolve_device, unwrap
 from fsvid.engine.evaluate import evaluate_model
 from fsvid.engine.lock import RunFolderBusy, RunFolderLock
@@ -594,7 +594,7 @@ def episode_sets(
         if config.train.val_every > 0
         else None
     )
-    return train_set, val_set, len(split_class_names(location, "train"))
+    return train_set, val_set, global_class_count(config, location)
 
 
 def build_training(config: RunConfig, device: torch.device, n_global: int):
