@@ -23,7 +23,7 @@ import torch
 from fsvid.config import RunConfig, from_dict, load_config, save_config
 from fsvid.engine.checkpoint import CheckpointError, check_finite_weights, check_state_dict_matches, load_checkpoint
 from fsvid.features import FeatureCache
-from fsvid.engine.data import episode_dataset, global_class_count, locate_data, split_class_names
+from fsvid.engine.data import episode_dataset, global_class_count, locate_data
 from fsvid.engine.distributed import Distributed, resolve_device
 from fsvid.engine.evaluate import TASK_LIST_FIELDS, EvalResult, evaluate_model
 from fsvid.engine.features import cache_root, evaluate_from_cache, feature_episodes, split_cache
