@@ -23,20 +23,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from fsvid.experiments.drawing import finish, pyplot
+from fsvid.experiments.drawing import finish, pyplot, to_images
 
 
-def _images(clip: Tensor | np.ndarray) -> np.ndarray:
-    """(L, 3, H, W) or (L, H, W, 3), float in [0, 1] or uint8 -> (L, H, W, 3) float in [0, 1]."""
-    array = clip.detach().cpu().float().numpy() if isinstance(clip, Tensor) else np.asarray(clip)
-    if array.ndim != 4 or 3 not in (array.shape[1], array.shape[-1]):
-        raise ValueError(f"expected a clip (L, 3, H, W) or (L, H, W, 3), got shape {array.shape}")
-    if array.shape[1] == 3 and array.shape[-1] != 3:
-        array = array.transpose(0, 2, 3, 1)
-    array = array.astype(np.float32) / (255.0 if array.dtype == np.uint8 else 1.0)
-    if array.min() < 0.0 or array.max() > 1.0:
-        array = (array - array.min()) / max(float(array.max() - array.min()), 1e-8)
-    return array
 
 
 def activation_magnitude(features: Tensor) -> Tensor:
@@ -73,7 +62,7 @@ def frame_activation_figure(
     backbone's features vs after PLE). Maps with fewer time steps than frames are spread
     evenly over the frames."""
     plt = pyplot()
-    images = _images(clip)
+    images = to_images(clip)
     frames, height, width = images.shape[:3]
     fig, axes = plt.subplots(1 + len(maps), frames, figsize=(1.25 * frames, 1.3 * (1 + len(maps))), squeeze=False)
     for t in range(frames):
@@ -149,8 +138,8 @@ def tuple_matches_figure(
     plt = pyplot()
     if not isinstance(matches, Mapping):
         matches = {"": matches}
-    query = _images(query_clip)
-    support = [_images(c) for c in support_clips]
+    query = to_images(query_clip)
+    support = [to_images(c) for c in support_clips]
     frames = query.shape[0]
     colours = ("#e41a1c", "#4daf4a", "#377eb8", "#984ea3", "#ff7f00")
     rows = 1 + len(matches) * len(support)
