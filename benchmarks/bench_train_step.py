@@ -80,7 +80,7 @@ class TaskShape:
         task = config.task
         shot = (task.train_shot or task.shot) if train else task.shot
         per_class = task.query if train else task.test_query
-        one_class = getattr(task, "query_sampling", "per_class") == "one_class"
+        one_class = task.query_sampling == "one_class"
         return cls(task.way, task.way * shot, per_class if one_class else task.way * per_class)
 
 
@@ -237,7 +237,7 @@ def in_fresh_process(job: dict) -> dict:
 
 def pass_clips(config: RunConfig, shape: TaskShape) -> list[int]:
     """Clips of each backbone call of a training task (released: support, then queries)."""
-    if getattr(config.model, "backbone_passes", "joint") == "released":
+    if config.model.backbone_passes == "released":
         return [shape.support, shape.query]
     return [shape.support + shape.query]
 
@@ -253,7 +253,7 @@ def evaluation_hours(config: RunConfig, preset: str, seconds_per_clip: float) ->
     time; the second is None when test clips change from task to task (jittered frames)."""
     shape = TaskShape.of(config, train=False)
     per_task = EVAL_TASKS * (shape.support + shape.query) * seconds_per_clip / 3600
-    jittered = getattr(config.data, "test_sampling", "deterministic") != "deterministic"
+    jittered = config.data.test_sampling != "deterministic"
     return per_task, None if jittered else TEST_VIDEOS[preset] * seconds_per_clip / 3600
 
 

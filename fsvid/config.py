@@ -104,11 +104,16 @@ class ModelConfig:
     """Local weight file, or a torchvision weights name (a download, never in tests)."""
     trainable: str = field(default="all", metadata=_choices("all", "last", "none"))
     backbone_passes: str = field(default="joint", metadata=_choices("joint", "released"))
-    """``joint``: one backbone pass over every clip of a task (BatchNorm statistics over all of
-    its frames); ``released``: support and queries in separate passes, BatchNorm statistics per
-    chunk of ``backbone_chunks`` (the released TRX/STRM code on 4 GPUs with DataParallel)."""
-    backbone_chunks: int = 4
-    """Chunks per pass with ``backbone_passes: released`` (the released scripts' ``--num_gpus``)."""
+    """``joint``: one backbone call over every clip of a task; ``released``: support and
+    queries in separate calls (the released TRX/STRM code)."""
+    backbone_chunks: int = 1
+    """Pieces each backbone call is run in, one after the other (2D backbones: the flattened
+    frames split like DataParallel over that many GPUs; 3D: whole videos). In training mode
+    BatchNorm statistics are those of each piece: ``joint`` with 1 piece normalises over the
+    whole task, ``released`` with 4 pieces is the released code on 4 GPUs (``--num_gpus``)."""
+    checkpoint_backbone: bool = False
+    """Recompute each piece's backbone activations in backward (``torch.utils.checkpoint``):
+    activation memory of one piece instead of the whole task, for about one more forward pass."""
     feature_dim: int | None = None
     """Channels of the small CNN's output; ``None`` for the backbone's own."""
     widths: list[int] | None = None

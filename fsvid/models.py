@@ -15,7 +15,6 @@ import torch
 from torch import Tensor, nn
 
 from fsvid.backbones import VideoBackbone, build_backbone
-from fsvid.backbones.batchnorm import chunked_batch_norm
 from fsvid.config import ModelConfig, RunConfig
 from fsvid.heads import HeadOutput, MASTAFHead, PrototypeHead, STRMHead, TRXHead
 
@@ -30,16 +29,25 @@ BACKBONE_PASSES = ("joint", "released")
 class FewShotModel(nn.Module):
     """Backbone + head.
 
-    ``passes="joint"``: ``forward`` runs the backbone once over all clips of a task, so in
-    training mode BatchNorm normalises over every frame of the task. ``passes="released"``:
-    the support and the queries go through the backbone in separate calls, each with its
-    BatchNorm statistics computed per chunk of ``chunks`` (:mod:`fsvid.backbones.batchnorm`),
-    which is what the released TRX/STRM code computes with ``nn.DataParallel`` on 4 GPUs.
-    In eval mode both give the same features.
+    ``passes="joint"``: ``forward`` runs the backbone over all clips of a task in one call,
+    ``passes="released"``: the support and the queries in separate calls (the released
+    TRX/STRM code). Each call is split into ``chunks`` pieces run one after the other
+    (:mod:`fsvid.backbones.chunks`: the flattened frames split with ``torch.chunk`` for a 2D
+    backbone, as ``nn.DataParallel`` scatters them over ``chunks`` GPUs; whole videos for a 3D
+    one), and ``checkpoint=True`` recomputes each piece's activations in backward. In training
+    mode BatchNorm normalises each piece with its own statistics: ``joint`` with one piece
+    normalises over every frame of the task, ``released`` with 4 pieces is the released code
+    on 4 GPUs. In eval mode every layout gives the same features.
     """
 
     def __init__(
-        self, backbone: VideoBackbone, head: nn.Module, method: str, passes: str = "joint", chunks: int = 4
+        self,
+        backbone: VideoBackbone,
+        head: nn.Module,
+        method: str,
+        passes: str = "joint",
+        chunks: int = 1,
+        checkpoint: bool = False,
     ) -> None:
         super().__init__()
         if passes not in BACKBONE_PASSES:
@@ -51,10 +59,11 @@ class FewShotModel(nn.Module):
         self.method = method
         self.passes = passes
         self.chunks = chunks
+        self.checkpoint_backbone = checkpoint
 
     def features(self, clips: Tensor) -> Tensor:
-        """clips (videos, L, 3, H, W) -> the head's input features."""
-        return self.backbone(clips)
+        """clips (videos, L, 3, H, W) -> the head's input features (one backbone call, in pieces)."""
+        return self.backbone(clips, chunks=self.chunks, checkpoint=self.checkpoint_backbone)
 
     def forward(
         self,
@@ -65,9 +74,8 @@ class FewShotModel(nn.Module):
     ) -> HeadOutput:
         """support (support videos, L, 3, H, W), query (queries, L, 3, H, W) -> HeadOutput."""
         if self.passes == "released":
-            with chunked_batch_norm(self.backbone, self.chunks):
-                support_features = self.features(support)  # (support videos, ...)
-                query_features = self.features(query)  # (queries, ...)
+            support_features = self.features(support)  # (support videos, ...)
+            query_features = self.features(query)  # (queries, ...)
             return self.head(support_features, support_labels, query_features, query_labels)
         n_support = support.shape[0]
         features = self.features(torch.cat([support, query]))  # (videos, ...)
@@ -175,5 +183,7 @@ def build_model(config: RunConfig, n_global: int | None = None) -> FewShotModel:
     )
     feature_shape = _backbone_output_shape(backbone, config.data.frames, config.data.crop)
     head = build_head(model, feature_shape, config.data.frames, n_global)
-    return FewShotModel(backbone, head, model.method, model.backbone_passes, model.backbone_chunks)
+    return FewShotModel(
+        backbone, head, model.method, model.backbone_passes, model.backbone_chunks, model.checkpoint_backbone
+    )
 

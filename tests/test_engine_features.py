@@ -43,22 +43,29 @@ def test_untrained_models_from_the_cache_match_the_videos(method, tiny_dataset, 
     assert np.mean(from_cache.task_accuracies == from_videos.task_accuracies) >= 0.8
 
 
-@pytest.mark.parametrize("method", ["prototype", "trx", "strm", "mastaf"])
+@pytest.mark.parametrize("method, extra", [
+    ("prototype", []), ("trx", []), ("strm", []), ("mastaf", []),
+    ("strm", ["model.qc_mode=released"]),  # test-time dropout: the head on each task's cached features
+    ("trx", ["task.query_sampling=one_class", "task.test_query=2"]),
+    ("mastaf", ["task.query_sampling=one_class"]),
+])
 def test_default_evaluation_computes_each_video_once_and_matches_the_per_task_path(
-    method, tiny_dataset, tmp_path, fsvid_home, one_thread, monkeypatch
+    method, extra, tiny_dataset, tmp_path, fsvid_home, one_thread, monkeypatch
 ):
     """By default the split's features are computed once (float32) and every task is scored
     from them: the same accuracy on every task, the same confusion, as each task's videos
     through the whole model. A trained backbone's features are removed afterwards."""
     import fsvid.models
 
-    config = tiny_config(tiny_dataset, tmp_path / method, f"model.method={method}", "model.cardinalities=[1, 2]")
+    config = tiny_config(tiny_dataset, tmp_path / method, f"model.method={method}", "model.cardinalities=[1, 2]", *extra)
     calls = []
     forward = fsvid.models.FewShotModel.forward
     monkeypatch.setattr(fsvid.models.FewShotModel, "forward", lambda self, *a, **k: calls.append(1) or forward(self, *a, **k))
+    torch.manual_seed(5)  # the same dropout draws of STRM's released classifier on both paths
     per_task = evaluate_config(config, tasks=12, untrained=True, progress=False, save=False, cache=False)
     assert len(calls) == 12  # the whole model on each task's videos
     calls.clear()
+    torch.manual_seed(5)
     once = evaluate_config(config, tasks=12, untrained=True, progress=False, save=False)
     assert calls == []  # the backbone ran over the split's videos, the head over the features
     np.testing.assert_array_equal(once.task_accuracies, per_task.task_accuracies)
@@ -66,6 +73,14 @@ def test_default_evaluation_computes_each_video_once_and_matches_the_per_task_pa
     assert once.task_list == per_task.task_list
     assert once.meta["features"] == "computed once, removed after"
     assert not (tmp_path / method / "eval_features").exists()
+
+
+def test_jittered_test_frames_are_evaluated_per_task(tiny_dataset, tmp_path, fsvid_home, one_thread):
+    config = tiny_config(tiny_dataset, tmp_path / "jitter", "model.method=prototype", "data.test_sampling=jittered")
+    result = evaluate_config(config, tasks=3, untrained=True, progress=False, save=False)
+    assert "features" not in result.meta and not (tmp_path / "jitter" / "eval_features").exists()
+    with pytest.raises(ConfigError, match="data.test_sampling=jittered draws other frames in every task"):
+        evaluate_config(config, tasks=3, untrained=True, progress=False, save=False, cache="auto")
 
 
 def test_a_frozen_backbone_keeps_its_evaluation_features(tiny_dataset, tmp_path, fsvid_home, one_thread):
@@ -115,3 +130,31 @@ def test_cache_command_builds_the_caches_training_reuses(capsys, tiny_dataset, t
     assert sorted({p.parent.name.split("_")[0] for p in root.rglob("shard_*.npy")}) == ["test", "train"]
     train(config, progress=False)  # finds the training cache already built: nothing recomputed
     assert {str(p): p.stat().st_mtime_ns for p in root.rglob("shard_*.npy")} == built
+
+
+def test_validation_during_training_scores_features_computed_once(tiny_dataset, tmp_path, fsvid_home, one_thread,
+                                                                   monkeypatch):
+    """Each validation computes the validation videos' features with the current backbone and
+    scores the tasks from them: the same validation accuracies (hence the same best.pt) as
+    each task's videos through the whole model; nothing left in eval_features/ afterwards."""
+    import csv
+
+    import fsvid.engine.features as engine_features
+
+    built = []
+    split_cache = engine_features.split_cache
+    monkeypatch.setattr(engine_features, "split_cache", lambda *a, **k: built.append(a[3]) or split_cache(*a, **k))
+
+    def validation_rows(folder):
+        with open(folder / "metrics.csv", newline="") as handle:
+            return [(row["task"], row["accuracy"]) for row in csv.DictReader(handle) if row["split"] == "val"]
+
+    once = train(tiny_config(tiny_dataset, tmp_path / "once", "train.val_every=4"), progress=False)
+    rows = validation_rows(once.directory)
+    assert len(rows) >= 2 and built == ["val"] * len(rows)  # one feature pass per validation
+    assert not (once.directory / "eval_features").exists()
+    monkeypatch.setattr(engine_features, "clips_vary_by_task", lambda config: "forced per task for the test")
+    per_task = train(tiny_config(tiny_dataset, tmp_path / "per_task", "train.val_every=4"), progress=False)
+    assert built == ["val"] * len(rows)  # no features this time
+    assert validation_rows(per_task.directory) == rows
+    assert once.best_task == per_task.best_task

@@ -124,8 +124,6 @@ def test_released_backbone_passes_give_per_chunk_batch_norm_statistics():
     joint.passes = "joint"
     joint_support, _ = joint(support, labels, query)
     assert (joint_support - support_features).abs().max() > 1e-3
-    # the layers are back to their usual forward afterwards
-    assert "forward" not in vars(bn)
 
 
 def test_released_backbone_passes_equal_the_joint_pass_in_eval_mode():
@@ -146,24 +144,60 @@ def test_released_backbone_passes_equal_the_joint_pass_in_eval_mode():
         FewShotModel(model.backbone, _Features(), "trx", passes="split")
 
 
-def test_chunked_batch_norm_splits_like_torch_chunk():
-    """10 frames in 4 chunks: torch.chunk (DataParallel's scatter) gives 3, 3, 3, 1 frames."""
-    from fsvid.backbones.batchnorm import chunked_batch_norm
-
+def test_pieces_split_the_flattened_frames_like_torch_chunk():
+    """2 videos x 5 frames in 4 pieces: torch.chunk (DataParallel's scatter) gives 3, 3, 3, 1
+    frames, and each piece is normalised with its own statistics."""
+    model = _released_pass_model(chunks=4).train()
+    sizes = []
+    model.backbone.blocks[0].norm.register_forward_hook(lambda module, args, out: sizes.append(args[0].shape[0]))
     torch.manual_seed(2)
-    x = torch.randn(10, 3, 5, 5) * 2 + 1
-    layer = torch.nn.BatchNorm2d(3).train()
-    with chunked_batch_norm(layer, 4):
-        out = layer(x)
-    for part, expected_part in zip(out.split([3, 3, 3, 1]), x.split([3, 3, 3, 1])):
-        mean = expected_part.mean(dim=(0, 2, 3), keepdim=True)
-        var = expected_part.var(dim=(0, 2, 3), unbiased=False, keepdim=True)
-        torch.testing.assert_close(part, (expected_part - mean) / torch.sqrt(var + layer.eps))
-    first = x[:3]
-    torch.testing.assert_close(layer.running_mean, 0.1 * first.mean(dim=(0, 2, 3)))
+    model(torch.rand(2, 5, 3, 32, 32), torch.arange(2), torch.rand(1, 5, 3, 32, 32))
+    assert sizes == [3, 3, 3, 1, 2, 2, 1]  # support 10 frames, then the query's 5 (torch.chunk: 3 pieces)
     with pytest.raises(ValueError, match="chunks must be at least 1"):
-        with chunked_batch_norm(layer, 0):
-            pass
+        FewShotModel(model.backbone, _Features(), "trx", chunks=0)
+
+
+def _random_episode(config, way=2, shot=2, queries=2):
+    from fsvid.data import Episode
+
+    frames, crop = config.data.frames, config.data.crop
+    return Episode(
+        support=torch.rand(way * shot, frames, 3, crop, crop), support_labels=torch.arange(way).repeat_interleave(shot),
+        query=torch.rand(way * queries, frames, 3, crop, crop), query_labels=torch.arange(way).repeat_interleave(queries),
+        class_names=["a", "b"], class_indices=torch.arange(way), support_videos=[], query_videos=[], task_index=0,
+    )
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("passes", ["joint", "released"])
+def test_chunked_and_checkpointed_models_give_the_loss_and_gradients_of_one_pass(method, passes):
+    """model.backbone_chunks / model.checkpoint_backbone with BatchNorm in eval mode (the head
+    training): the method's training loss and every gradient as with one pass."""
+    from fsvid.engine.training import task_loss
+
+    overrides = [f"model.method={method}", "data.frames=4", "data.crop=32", "data.resize=32", "model.cardinalities=[2]",
+                 f"model.backbone_passes={passes}"]
+    config = load_config(f"synthetic_{method}", overrides)
+    pieces = load_config(f"synthetic_{method}", [*overrides, "model.backbone_chunks=3", "model.checkpoint_backbone=true"])
+    torch.manual_seed(0)
+    one, chunked = build_model(config, n_global=4), build_model(pieces, n_global=4)
+    chunked.load_state_dict(one.state_dict())
+    assert (chunked.chunks, chunked.checkpoint_backbone) == (3, True)
+    episode = _random_episode(config)
+    results = []
+    for model in (one, chunked):
+        model.train()
+        model.backbone.eval()  # BatchNorm on its running statistics
+        torch.manual_seed(1)  # the same dropout draws in both
+        loss = task_loss(config, model(episode.support, episode.support_labels, episode.query, episode.query_labels),
+                         episode)
+        loss.backward()
+        results.append((loss.detach(), {n: p.grad for n, p in model.named_parameters() if p.grad is not None}))
+    (loss_one, grads_one), (loss_chunked, grads_chunked) = results
+    torch.testing.assert_close(loss_chunked, loss_one, rtol=1e-5, atol=1e-6)
+    assert grads_one.keys() == grads_chunked.keys() and any(n.startswith("backbone.") for n in grads_one)
+    for name, grad in grads_one.items():
+        torch.testing.assert_close(grads_chunked[name], grad, rtol=1e-4, atol=1e-6, msg=name)
 
 
 def test_qc_mode_reaches_the_strm_head():

@@ -7,10 +7,18 @@ the cache runs each video of a split once. The engine uses it in two ways:
   :class:`fsvid.features.FeatureEpisodeDataset` tasks (the same tasks as from the videos; with
   ``data.cache_views > 0`` each video of a training task takes one of that many augmented
   views, drawn from the task's seed);
-- **evaluation** (``data.cache`` set, or ``evaluate_run(..., cache=...)``): the test split's
-  features are computed once with the model's backbone (trained or not), then the prototype,
-  TRX and STRM heads score 10,000 tasks from per-video precomputations
-  (:class:`fsvid.heads.trx.PrecomputedTRX`, ...), MASTAF with its head on cached features.
+- **evaluation** (by default, :func:`evaluation_features`): in eval mode with deterministic
+  test clips a video's backbone features do not depend on the task, so the split's features
+  are computed once with the model's backbone (trained or not) and every task is scored from
+  them: the prototype, TRX and STRM heads from per-video precomputations
+  (:class:`fsvid.heads.trx.PrecomputedTRX`, ...), MASTAF (and STRM with ``qc_mode:
+  released``) with the head on each task's cached features. Same accuracy on every task as
+  the per-task path (``fsvid evaluate --no-cache``), in a fraction of the time. A trained
+  backbone's features are written to the run folder's ``eval_features/`` and removed after
+  the evaluation (they belong to one checkpoint); a frozen backbone's stay there for the
+  next evaluation. Validation during training does the same with the current backbone
+  (:func:`evaluate_with_features`). Jittered test frames (``data.test_sampling: jittered``)
+  change the clips in every task: those runs are evaluated per task.
 
 A split's cache lives in ``<root>/<split>_<first 12 hex digits of the backbone's weight
 hash>``, so caches of different weights never collide, and a cache folder shared by runs with
@@ -21,6 +29,9 @@ the same frozen backbone is reused. ``<root>`` is ``data.cache`` (``auto``: the 
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -56,6 +67,51 @@ def cache_root(config: RunConfig, run_folder: Path) -> Path:
 def cache_folder(root: str | Path, split: str, backbone: nn.Module) -> Path:
     """``<root>/<split>_<weights hash>``: the cache of ``split`` for these backbone weights."""
     return Path(root) / f"{split}_{module_sha256(backbone)[:12]}"
+
+
+#: The run folder's folder for the features of evaluations that set no cache.
+EVALUATION_FEATURES = "eval_features"
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluationFeatures:
+    """Where an evaluation keeps the split's features: ``root`` (holding
+    ``<split>_<weights hash>/``), their ``dtype`` on disk, and whether they are ``kept``."""
+
+    root: Path
+    dtype: str = "float32"
+    kept: bool = True
+
+
+def evaluation_features(config: RunConfig, run: Path, cache: str | bool | None = None) -> EvaluationFeatures | None:
+    """How :func:`fsvid.engine.evaluate_run` computes the features (``cache`` as there;
+    ``None``: per task, also when the test clips change from task to task).
+
+    A trained backbone has other weights at every checkpoint, so its features are of use to
+    one evaluation only: they go to ``<run>/eval_features/`` and are removed afterwards. A
+    frozen backbone (``model.trainable: none``) is the same at every checkpoint: its features
+    stay there and the next evaluation of the split only reads them. ``data.cache`` or an
+    explicit folder keep the features (float16, as ``fsvid cache`` builds them).
+    """
+    if cache is False:
+        return None
+    varies = clips_vary_by_task(config)
+    if varies:
+        if cache is None:
+            return None  # each task's own clips
+        raise ConfigError(f"evaluation from a feature cache needs the same test clip of a video in every task, but {varies}")
+    if cache is None or cache is True:
+        if config.data.cache is not None:
+            return EvaluationFeatures(cache_root(config, run), "float16")
+        return EvaluationFeatures(run / EVALUATION_FEATURES, "float32", kept=config.model.trainable == "none")
+    return EvaluationFeatures(run / "cache" if cache == "auto" else Path(cache).expanduser(), "float16")
+
+
+def clips_vary_by_task(config: RunConfig) -> str | None:
+    """Why a video's evaluation clip (hence its features) changes from task to task, or None."""
+    if config.data.test_sampling != "deterministic":
+        return f"data.test_sampling={config.data.test_sampling} draws other frames in every task"
+    return None
 
 
 def split_cache(
@@ -113,16 +169,20 @@ def feature_episodes(dataset: EpisodeDataset, cache: FeatureCache, train: bool) 
         train=train and cache.train_views > 0,
         num_tasks=dataset.num_tasks,
         seed=dataset.seed,
+        query_sampling=dataset.sampler.query_sampling,
     )
 
 
 def precomputed_scorer(head: nn.Module, cache: FeatureCache, progress: bool = False):
-    """The fast per-video form of an eval-mode head, or ``None`` for heads without one (MASTAF)."""
+    """The fast per-video form of an eval-mode head, or ``None`` for heads without one: MASTAF,
+    and STRM with the released query-class classifier (``qc_mode: released``), whose dropout
+    stays on at test time, so that its score is drawn anew in every task (the head itself then
+    scores each task from the cached features, with the same draws as on the videos)."""
     if isinstance(head, PrototypeHead):
         return PrecomputedPrototypes(head, cache)
     if isinstance(head, TRXHead):
         return PrecomputedTRX(head, cache, progress=progress)
-    if isinstance(head, STRMHead):
+    if isinstance(head, STRMHead) and not (head.query_class is not None and head.query_class.frozen):
         return PrecomputedSTRM(head, cache, progress=progress)
     return None
 
@@ -158,3 +218,30 @@ def evaluate_from_cache(
         confusion=confusion,
         task_list=task_list_of(episodes, split, fingerprint_of(digests)),
     )
+
+
+def evaluate_with_features(
+    model: nn.Module,
+    config: RunConfig,
+    dataset: EpisodeDataset,
+    split: str,
+    plan: EvaluationFeatures,
+    progress: bool,
+    device: torch.device,
+    distributed: Distributed,
+) -> EvalResult:
+    """The tasks of ``dataset`` scored from the features of its videos, computed once under
+    ``plan.root`` with ``model``'s backbone (or found there); removed afterwards unless
+    ``plan.kept``. Used by evaluation and by validation during training."""
+    features = split_cache(config, dataset, model.backbone, split, plan.root, 0, progress, distributed=distributed,
+                           dtype=plan.dtype)
+    try:
+        episodes = feature_episodes(dataset, features, train=False)
+        return evaluate_from_cache(model, episodes, device, config.train.amp, progress, split, distributed)
+    finally:
+        if not plan.kept:
+            distributed.barrier()  # every process is done with them
+            if distributed.main:
+                shutil.rmtree(features.folder, ignore_errors=True)
+                with contextlib.suppress(OSError):
+                    plan.root.rmdir()  # when empty

@@ -15,22 +15,25 @@ A run folder (``output_dir``, default ``$FSVID_HOME/runs/<name>``) holds::
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from fsvid.config import RunConfig, from_dict, load_config, save_config
-from fsvid.data import EpisodeDataset
 from fsvid.engine.checkpoint import CheckpointError, check_finite_weights, check_state_dict_matches, load_checkpoint
 from fsvid.features import FeatureCache
 from fsvid.engine.data import episode_dataset, global_class_count, locate_data
 from fsvid.engine.distributed import Distributed, resolve_device
 from fsvid.engine.evaluate import TASK_LIST_FIELDS, EvalResult, evaluate_model
-from fsvid.engine.features import cache_root, evaluate_from_cache, feature_episodes, split_cache
+from fsvid.engine.features import (
+    EvaluationFeatures,
+    cache_root,
+    evaluate_with_features,
+    evaluation_features,
+    split_cache,
+)
 from fsvid.engine.metrics import PairedDifference, paired_difference
 from fsvid.models import FewShotModel, build_model
 from fsvid.paths import default_runs_root
@@ -124,38 +127,6 @@ def evaluate_run(
     return _evaluate(model, config, tasks, split, progress, dev, workers, run if save else None, meta, plan)
 
 
-#: The run folder's folder for the features of evaluations that set no cache.
-EVALUATION_FEATURES = "eval_features"
-
-
-@dataclasses.dataclass(frozen=True)
-class EvaluationFeatures:
-    """Where an evaluation keeps the split's features: ``root`` (holding
-    ``<split>_<weights hash>/``), their ``dtype`` on disk, and whether they are ``kept``."""
-
-    root: Path
-    dtype: str = "float32"
-    kept: bool = True
-
-
-def evaluation_features(config: RunConfig, run: Path, cache: str | bool | None = None) -> EvaluationFeatures | None:
-    """How :func:`evaluate_run` computes the features (``cache`` as there; ``None``: per task).
-
-    A trained backbone has other weights at every checkpoint, so its features are of use to
-    one evaluation only: they go to ``<run>/eval_features/`` and are removed afterwards. A
-    frozen backbone (``model.trainable: none``) is the same at every checkpoint: its features
-    stay there and the next evaluation of the split only reads them. ``data.cache`` or an
-    explicit folder keep the features (float16, as ``fsvid cache`` builds them).
-    """
-    if cache is False:
-        return None
-    if cache is None or cache is True:
-        if config.data.cache is not None:
-            return EvaluationFeatures(cache_root(config, run), "float16")
-        return EvaluationFeatures(run / EVALUATION_FEATURES, "float32", kept=config.model.trainable == "none")
-    return EvaluationFeatures(run / "cache" if cache == "auto" else Path(cache).expanduser(), "float16")
-
-
 def evaluate_config(
     config: RunConfig,
     tasks: int | None = None,
@@ -211,7 +182,7 @@ def _evaluate(
     ddp.barrier()
     dataset = episode_dataset(config, split, tasks, config.eval.seed, False, location, show)
     if plan is not None:  # the split's features once, then the head on them
-        result = _evaluate_from_features(model, config, dataset, split, plan, show, device, ddp)
+        result = evaluate_with_features(model, config, dataset, split, plan, show, device, ddp)
         meta["features"] = str(plan.root) if plan.kept else "computed once, removed after"
     else:
         result = evaluate_model(
@@ -229,32 +200,6 @@ def _evaluate(
         result.save(directory, f"eval_{split}")
     ddp.close()
     return result
-
-
-def _evaluate_from_features(
-    model: FewShotModel,
-    config: RunConfig,
-    dataset: EpisodeDataset,
-    split: str,
-    plan: EvaluationFeatures,
-    progress: bool,
-    device: torch.device,
-    ddp: Distributed,
-) -> EvalResult:
-    """The split's features once (under ``plan.root``), every task scored from them; the
-    features are removed afterwards unless ``plan.kept``."""
-    features = split_cache(config, dataset, model.backbone, split, plan.root, 0, progress, distributed=ddp,
-                           dtype=plan.dtype)
-    try:
-        episodes = feature_episodes(dataset, features, train=False)
-        return evaluate_from_cache(model, episodes, device, config.train.amp, progress, split, ddp)
-    finally:
-        if not plan.kept:
-            ddp.barrier()  # every process is done with them
-            if ddp.main:
-                shutil.rmtree(features.folder, ignore_errors=True)
-                with contextlib.suppress(OSError):
-                    plan.root.rmdir()  # when empty
 
 
 def build_run_cache(

@@ -78,7 +78,7 @@ from fsvid.engine.checkpoint import (
 )
 from fsvid.engine.data import DataLocation, episode_dataset, global_class_count, locate_data
 from fsvid.engine.distributed import Distributed, autocast_context, grad_scaler, resolve_device, unwrap
-from fsvid.engine.evaluate import evaluate_model
+from fsvid.engine.evaluate import EvalResult, evaluate_model
 from fsvid.engine.lock import RunFolderBusy, RunFolderLock
 from fsvid.engine.runs import run_dir
 from fsvid.heads import HeadOutput
@@ -824,10 +824,7 @@ def validate_and_keep_best(run: TrainingRun, step: Step) -> None:
     """Score the model on the fixed validation tasks; ``best.pt`` keeps the best (chosen here,
     never on test)."""
     run.ddp.broadcast_buffers(run.model)  # everyone scores rank 0's BatchNorm statistics
-    result = evaluate_model(
-        run.model, run.val_set, run.device, run.config.train.amp, progress=False, distributed=run.ddp,
-        workers=run.config.data.workers, features=run.from_cache, split="val",
-    )
+    result = validation_result(run)
     run.net.train()
     row = {
         "task": step.end,
@@ -847,6 +844,21 @@ def validate_and_keep_best(run: TrainingRun, step: Step) -> None:
     if result.accuracy.mean > state.best_accuracy:
         state.best_accuracy, state.best_ci95, state.best_task = result.accuracy.mean, result.accuracy.ci95, step.end
         run.files.save(run.files.best, run.model_checkpoint())
+
+
+def validation_result(run: TrainingRun) -> EvalResult:
+    """The validation tasks scored from the features of the validation videos, computed once
+    with the current backbone (it changed since the last validation) in the run folder's
+    ``eval_features/`` and removed afterwards (kept for a frozen backbone); per task when the
+    head trains on cached features already or the validation clips change from task to task."""
+    from fsvid.engine.features import EVALUATION_FEATURES, EvaluationFeatures, clips_vary_by_task, evaluate_with_features
+
+    config = run.config
+    if run.from_cache or clips_vary_by_task(config):
+        return evaluate_model(run.model, run.val_set, run.device, config.train.amp, progress=False,
+                              distributed=run.ddp, workers=config.data.workers, features=run.from_cache, split="val")
+    plan = EvaluationFeatures(run.files.directory / EVALUATION_FEATURES, "float32", config.model.trainable == "none")
+    return evaluate_with_features(run.model, config, run.val_set, "val", plan, False, run.device, run.ddp)
 
 
 def save_last(run: TrainingRun) -> None:

@@ -137,7 +137,8 @@ def build_feature_cache(
     def batches(start: int, stop: int) -> Iterator[np.ndarray]:
         clips = _ViewClips(videos[start:stop], start, views, frames, sampling, test_transform, train_transform,
                            view_seed, decode_threads)
-        loader = DataLoader(clips, batch_size=batch_size, num_workers=num_workers, collate_fn=torch.stack)
+        loader = DataLoader(clips, batch_size=batch_size, num_workers=num_workers, collate_fn=torch.stack,
+                            generator=torch.Generator())  # leave the global random state alone
         for batch in loader:  # (b, views, L, 3, H, W)
             with torch.inference_mode():
                 features = backbone(batch.flatten(0, 1).to(device))  # (b*views, *feature_shape)

@@ -62,9 +62,9 @@ def evaluate_precomputed(
         scores = output.extras.get("test_logits", output.logits)  # (tasks, queries, way)
         columns = scores.float().argmax(-1).cpu().numpy()  # (tasks, queries) task labels
         classes = np.stack([t.classes for t in compositions])  # (tasks, way)
-        labels = np.repeat(np.arange(classes.shape[1]), compositions[0].query.shape[1])  # (queries,)
+        labels = np.stack([t.query_labels for t in compositions])  # (tasks, queries) task labels
         predicted.append(np.take_along_axis(classes, columns, axis=1))
-        true_classes.append(classes[:, labels])
+        true_classes.append(np.take_along_axis(classes, labels, axis=1))
         bar.update(len(compositions))
     bar.close()
     predicted_all, true_all = np.concatenate(predicted), np.concatenate(true_classes)
