@@ -46,6 +46,7 @@ from pathlib import Path
 
 import torch
 
+from fsvid.backbones import build_backbone
 from fsvid.config import RunConfig, load_config
 from fsvid.data import Episode
 from fsvid.engine.training import task_loss
@@ -177,15 +178,24 @@ def logit_drift(config: RunConfig, device: torch.device, shape: TaskShape) -> fl
 
 def time_backbone(config: RunConfig, device: torch.device, mode: str, precision: str, chunks: int,
                   clips: int) -> dict[str, float]:
-    """Forward + backward of the backbone alone on ``clips`` training clips (one call)."""
+    """Forward + backward of the backbone alone on ``clips`` training clips (one call), and the
+    bytes autograd saved for backward (each storage once: what one pass keeps, on any device)."""
     model = build(config, device, mode, chunks).train()
     batch = torch.rand(clips, config.data.frames, 3, config.data.crop, config.data.crop, device=device)
+    storages: dict[int, int] = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        storage = tensor.untyped_storage()
+        storages[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
     started = time.perf_counter()
-    with autocast(device, precision):
+    with autocast(device, precision), torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
         features = model.backbone(batch, chunks=model.chunks, checkpoint=model.checkpoint_backbone)
     features.float().square().mean().backward()
     synchronize(device)
-    return {"seconds": time.perf_counter() - started, "peak_gb": peak_memory(device)}
+    return {"seconds": time.perf_counter() - started, "peak_gb": peak_memory(device),
+            "saved_gb": sum(storages.values()) / 1e9}
 
 
 def time_head(config: RunConfig, shape: TaskShape) -> float:
@@ -244,7 +254,7 @@ def pass_clips(config: RunConfig, shape: TaskShape) -> list[int]:
 
 def clips_per_piece(config: RunConfig, shape: TaskShape, chunks: int) -> float:
     """Clips of the largest piece (2D: frames split evenly, possibly inside a clip)."""
-    frame_wise = config.model.backbone in ("resnet18", "resnet34", "resnet50", "vit_b_16", "small_cnn")
+    frame_wise = type(build_backbone(config.model.backbone, trainable="none")).frame_wise
     return max(c / chunks if frame_wise else -(-c // chunks) for c in pass_clips(config, shape))
 
 

@@ -204,6 +204,7 @@ class EfficientNetLite(VideoBackbone):
             the weights expect; or `"imagenet"`, `"kinetics"`, (mean, std).
     """
 
+    frame_wise = True  # each frame on its own
     head_prefixes = ("_fc.",)
 
     def __init__(

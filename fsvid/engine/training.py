@@ -100,6 +100,7 @@ RESUMABLE_CHANGES = (
     "train.checkpoint_every",
     "train.device",
     "train.amp",
+    "model.checkpoint_backbone",  # memory only: the same arithmetic
     "eval.",
 )
 
