@@ -23,12 +23,19 @@ once (``fsvid evaluate`` by default; not for MASTAF's released jittered test fra
 features change from task to task), and the bf16 logits' drift from fp32 (max abs
 difference / max abs fp32 logit, same weights and clips, eval mode).
 
-On a CPU a whole task is minutes and the one-pass task needs more memory than a laptop has, so
-by default (without ``--full``) each backbone is measured on one and on two clips (separate
-processes, so that each peak RSS is its own): the time per clip and the activation memory per
-clip (the difference of the two peaks) are projected linearly to the task's clips (2D
-backbones treat frames independently; memory is dominated by the stored activations). The
-head is run at the full task size. The drift on CPU uses 5-way 1-shot tasks at 112 x 112.
+On a CPU a whole task takes many minutes and its one-pass training needs more memory than
+this machine has, so by default (without ``--full``) each backbone is measured on ONE clip in
+fresh processes: forward + backward in one piece and with the piece recomputed in backward
+(seconds per clip, projected linearly to the task's clips: 2D backbones treat frames
+independently), the bytes autograd saves for backward (saved-tensor hooks, each storage
+once: device-independent in fp32), and the head at the full task size. The memory printed
+for a mode is then what a GPU would hold: weights + gradients + the head's saved tensors +
+the saved activations of the whole task (one pass, chunked: every piece's activations are
+kept until backward) or of the largest piece plus every piece's output (checkpointed); the
+allocator's slack and cuDNN workspaces come on top (hence 90% of a GPU's memory in the
+advice). bf16 time on a CPU says nothing about a GPU and is not measured; the drift on a CPU
+uses 5-way 1-shot tasks at 112 x 112 (CPU autocast leaves 3D convolutions in fp32, so
+MASTAF's CPU drift is not that of a GPU).
 ``--json`` writes every figure to a file.
 """
 
@@ -198,21 +205,32 @@ def time_backbone(config: RunConfig, device: torch.device, mode: str, precision:
             "saved_gb": sum(storages.values()) / 1e9}
 
 
-def time_head(config: RunConfig, shape: TaskShape) -> float:
-    """Seconds of the head's forward + loss + backward at the full task size (CPU, fp32)."""
+def time_head(config: RunConfig, shape: TaskShape) -> dict[str, float]:
+    """The head's forward + loss + backward at the full task size (CPU, fp32): seconds, bytes
+    saved for backward, and the whole model's parameter bytes."""
     model = build(config, torch.device("cpu"), "one", 1).train()
     episode = random_episode(config, TaskShape(shape.way, shape.way, min(shape.query, shape.way)),
                              torch.device("cpu"))
-    feature_shape = model.backbone(episode.support[:1]).shape[1:]
+    with torch.no_grad():
+        feature_shape = model.backbone(episode.support[:1]).shape[1:]
     support = torch.randn(shape.support, *feature_shape, requires_grad=True)
     query = torch.randn(shape.query, *feature_shape, requires_grad=True)
-    shot = shape.support // shape.way
-    episode.support_labels = torch.arange(shape.way).repeat_interleave(shot)
+    episode.support_labels = torch.arange(shape.way).repeat_interleave(shape.support // shape.way)
     episode.query_labels = (torch.arange(shape.query) % shape.way).sort().values
+    storages: dict[int, int] = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        storages[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
+        return tensor
+
     started = time.perf_counter()
-    output = model.head(support, episode.support_labels, query, episode.query_labels)
-    task_loss(config, output, episode).backward()
-    return time.perf_counter() - started
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        output = model.head(support, episode.support_labels, query, episode.query_labels)
+        loss = task_loss(config, output, episode)
+    loss.backward()
+    return {"seconds": time.perf_counter() - started, "saved_gb": sum(storages.values()) / 1e9,
+            "parameters_gb": sum(p.numel() * p.element_size() for p in model.parameters()) / 1e9,
+            "output_gb_per_clip": feature_shape.numel() * 4 / 1e9}
 
 
 def worker(job: dict) -> dict:
@@ -225,7 +243,7 @@ def worker(job: dict) -> dict:
     if job["what"] == "inference":
         return {"seconds_per_clip": time_inference(config, device, job["clips"])}
     if job["what"] == "head":
-        return {"seconds": time_head(config, TaskShape.of(config, train=True))}
+        return time_head(config, TaskShape.of(config, train=True))
     if job["what"] == "task":
         shape = TaskShape.of(config, train=True)
         return time_training(config, device, job["mode"], "fp32", job["chunks"], job["tasks"], shape)
@@ -268,38 +286,33 @@ def evaluation_hours(config: RunConfig, preset: str, seconds_per_clip: float) ->
 
 
 def cpu_projection(preset: str, threads: int, chunks: int, overrides: tuple[str, ...] = ()) -> dict:
-    """Measure on 1 and 2 clips (fresh processes) and project to the preset's task (module docstring)."""
+    """Measure on one clip (fresh processes) and project to the preset's task (module docstring)."""
     config = preset_config(preset, overrides)
     shape = TaskShape.of(config, train=True)
     clips = shape.support + shape.query
-    job = {"preset": preset, "device": "cpu", "threads": threads, "chunks": chunks, "what": "backbone",
-           "overrides": list(overrides)}
+    job = {"preset": preset, "device": "cpu", "threads": threads, "chunks": 1, "what": "backbone", "clips": 1,
+           "overrides": list(overrides), "precision": "fp32"}
     started = time.perf_counter()
-    one1 = in_fresh_process({**job, "mode": "one", "precision": "fp32", "clips": 1})
-    one2 = in_fresh_process({**job, "mode": "one", "precision": "fp32", "clips": 2})
-    ckpt2 = in_fresh_process({**job, "mode": "checkpointed", "precision": "fp32", "clips": 2, "chunks": 2})
-    bf1 = in_fresh_process({**job, "mode": "one", "precision": "bf16", "clips": 1})
-    head = in_fresh_process({**job, "what": "head"})["seconds"]
-    infer = in_fresh_process({**job, "what": "inference", "clips": 2})["seconds_per_clip"]
+    one = in_fresh_process({**job, "mode": "one"})
+    recomputed = in_fresh_process({**job, "mode": "checkpointed"})  # one piece, recomputed in backward
+    head = in_fresh_process({**job, "what": "head"})
+    infer = in_fresh_process({**job, "what": "inference"})["seconds_per_clip"]
     drift = in_fresh_process({**job, "what": "drift", "overrides": ["data.crop=112", "data.resize=128", *overrides]})
-    drift = drift["drift"]
-    per_clip, activation = one2["seconds"] / 2, max(one2["peak_gb"] - one1["peak_gb"], 0.0)
-    base = one1["peak_gb"] - activation  # weights, gradients, the process
-    piece = clips_per_piece(config, shape, chunks)
-    ckpt_ratio = ckpt2["seconds"] / one2["seconds"]
+    activation, piece = one["saved_gb"], clips_per_piece(config, shape, chunks)
+    fixed = 2 * head["parameters_gb"] + head["saved_gb"]  # weights, gradients, the head's saved tensors
     rows = {}
     for mode in MODES:
-        seconds = per_clip * clips * (ckpt_ratio if mode == "checkpointed" else 1.0) + head
-        memory = base + activation * (piece if mode == "checkpointed" else clips)
-        rows[mode] = {"seconds_per_task": seconds, "peak_gb": memory}
+        seconds = (recomputed if mode == "checkpointed" else one)["seconds"] * clips + head["seconds"]
+        stored = piece * activation + clips * head["output_gb_per_clip"] if mode == "checkpointed" else clips * activation
+        rows[mode] = {"seconds_per_task": seconds, "peak_gb": fixed + stored}
     per_task_eval, once_eval = evaluation_hours(config, preset, infer)
     return {
         "preset": preset, "device": "cpu", "projected": True, "clips_per_task": clips, "chunks": chunks,
-        "measured": {"one_clip": one1, "two_clips": one2, "two_clips_checkpointed_2_pieces": ckpt2,
-                     "one_clip_bf16": bf1, "head_seconds": head, "inference_seconds_per_clip": infer},
-        "activation_gb_per_clip": activation, "base_gb": base, "largest_piece_clips": piece,
-        "modes": {"fp32": rows}, "bf16_time_factor_cpu": bf1["seconds"] / one1["seconds"],
-        "drift_bf16": drift, "eval_hours": {"per_task": per_task_eval, "features_once": once_eval},
+        "measured": {"one_clip": one, "one_clip_recomputed": recomputed, "head": head,
+                     "inference_seconds_per_clip": infer},
+        "activation_gb_per_clip": activation, "fixed_gb": fixed, "largest_piece_clips": piece,
+        "modes": {"fp32": rows}, "drift_bf16": drift["drift"],
+        "eval_hours": {"per_task": per_task_eval, "features_once": once_eval},
         "measurement_seconds": time.perf_counter() - started,
     }
 
@@ -347,7 +360,7 @@ def fitting_settings(result: dict, budgets=(24, 40, 80)) -> dict[int, str]:
 def report(result: dict) -> str:
     schedule = PRESETS[result["preset"]]
     lines = [f"{result['preset']} on {result['device']} ({result['clips_per_task']} clips per training task, "
-             f"{result['chunks']} pieces per backbone call{', projected from 1 and 2 clips' if result['projected'] else ''})"]
+             f"{result['chunks']} pieces per backbone call{', projected from one clip' if result['projected'] else ''})"]
     for precision, rows in result["modes"].items():
         for mode, row in rows.items():
             if "error" in row:
@@ -361,8 +374,10 @@ def report(result: dict) -> str:
     lines.append(f"  10,000-task evaluation (backbone): per task {per_task:.1f} h, features once {once_text}")
     lines.append(f"  bf16 logit drift vs fp32: {result['drift_bf16']:.2e} (max abs difference / max abs logit)")
     if result["projected"]:
-        lines.append(f"  activation memory per clip {result['activation_gb_per_clip']:.2f} GB, rest "
-                     f"{result['base_gb']:.2f} GB; bf16 on this CPU {result['bf16_time_factor_cpu']:.1f}x the fp32 time")
+        one = result["measured"]["one_clip"]
+        lines.append(f"  saved for backward per clip {result['activation_gb_per_clip']:.2f} GB, weights + gradients + "
+                     f"head {result['fixed_gb']:.2f} GB (memory above: their sum, what a GPU holds); peak RSS of one clip "
+                     f"on this CPU {one['peak_gb']:.2f} GB")
         for budget, advice in fitting_settings(result).items():
             lines.append(f"  one GPU with {budget} GB (estimate): {advice}")
     lines.append(f"  measured in {result['measurement_seconds']:.0f} s")

@@ -424,12 +424,12 @@ class PrecomputedSTRM:
         self.head = head
         device = module_device(head)
         enriched, embeddings = [], []
-        dims = 4 if head.needs_patches else 3
+        dims = (4,) if head.needs_patches else (3, 4)  # patch features are averaged without PLE, as in forward
         with torch.inference_mode():
             chunks = feature_chunks(features, chunk_size, device)
             for chunk in tqdm(chunks, desc="STRM per-video steps", unit="chunk", disable=not progress):
-                if chunk.dim() != dims or chunk.shape[1] != head.seq_len or chunk.shape[-1] != head.dim:
-                    layout = "(videos, L, P, D)" if dims == 4 else "(videos, L, D)"
+                if chunk.dim() not in dims or chunk.shape[1] != head.seq_len or chunk.shape[-1] != head.dim:
+                    layout = "(videos, L, P, D)" if dims == (4,) else "(videos, L, D) or (videos, L, P, D)"
                     raise ValueError(
                         f"PrecomputedSTRM needs features {layout} with L={head.seq_len}, D={head.dim}, got {tuple(chunk.shape)}"
                     )
