@@ -231,3 +231,15 @@ def test_two_processes_follow_the_single_process_trajectory(reference_run, tiny_
         model, _ = load_trained_model(reference_run, "last")
     for name, _ in model.named_parameters():
         torch.testing.assert_close(two_model[name], one_model[name], rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_checkpointing_the_backbone_may_change_on_resume_but_not_its_pieces():
+    """Recomputing activations changes memory only; the number of pieces changes the BatchNorm statistics."""
+    from fsvid.config import load_config
+    from fsvid.engine.training import resume_conflicts
+
+    saved = load_config("synthetic_trx")
+    assert resume_conflicts(saved, load_config("synthetic_trx", ["model.checkpoint_backbone=true"])) == []
+    assert resume_conflicts(saved, load_config("synthetic_trx", ["model.backbone_chunks=2"])) == [
+        "model.backbone_chunks: 1 -> 2"
+    ]
