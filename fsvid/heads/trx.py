@@ -132,11 +132,10 @@ def project_tuples(frames: Tensor, linear: nn.Linear, tuples: Tensor) -> Tensor:
     return torch.matmul(selection, pieces) + linear.bias  # (videos, T, D_out)
 
 
-def normalised_key_products(
-    pieces: Tensor, bias: Tensor, norm: nn.LayerNorm, selection: Tensor, n_support: int
-) -> Tensor:
-    """``LayerNorm(key_qt) . LayerNorm(key_su)`` for every query tuple and support tuple, up to a
-    term that depends on the query tuple only (it cancels in the softmax over support tuples).
+def key_scores(pieces: Tensor, bias: Tensor, norm: nn.LayerNorm, selection: Tensor, n_support: int) -> Tensor:
+    """Step 4's scores ``LayerNorm(key_qt) . LayerNorm(key_su) / sqrt(D')`` for every query tuple and
+    support tuple, up to a term that depends on the query tuple only (it cancels in the softmax
+    over support tuples).
 
     pieces: (videos, R, D') key pieces of :func:`tuple_pieces`, supports first; bias: (D',);
     selection: (T, R). Returns (queries, T, support videos * T).
@@ -151,6 +150,9 @@ def normalised_key_products(
 
     the bracket being the dropped term. ``G_q G_s^T`` is a Gram matrix of R+1 pieces per video
     pair instead of T tuples (19 vs 56 rows for triples at L = 8), and ``|n_t|^2 = S_t (P P^T) S_t^T``.
+    The scales go on the small factors: ``1 / s_su`` on the support side after the first selection
+    product, ``1 / s_qt`` on the rows of the query side's selection, and ``o_su`` is added by the
+    last product itself (``baddbmm``).
     """
     videos, rows, out_dim = pieces.shape
     n_queries, n_tuples = videos - n_support, selection.shape[0]
@@ -159,17 +161,19 @@ def normalised_key_products(
     selection = torch.cat([selection, selection.new_ones(n_tuples, 1)], dim=1)  # (T, R+1), S
     squared = ((selection @ (centred @ centred.mT)) * selection).sum(-1)  # (videos, T): |n_t|^2
     inverse_std = torch.rsqrt(squared / out_dim + norm.eps)  # (videos, T): 1 / s_t
+    support_scale, query_scale = inverse_std.split([n_support, n_queries])  # 1 / s_su, 1 / s_qt
+    support_scale = support_scale / math.sqrt(out_dim)  # (support, T), with the 1 / sqrt(D') of the scores
     gain = norm.weight if norm.weight is not None else centred.new_ones(out_dim)  # (D',) g
-    gained = centred * gain  # (videos, R+1, D'), G
-    products = gained[n_support:].flatten(0, 1) @ gained[:n_support].flatten(0, 1).T  # (queries*(R+1), support*(R+1))
-    products = products.view(n_queries, rows + 1, n_support, rows + 1) @ selection.T  # (queries, R+1, support, T)
-    products = selection @ products.view(n_queries, rows + 1, n_support * n_tuples)  # (queries, T, support*T)
-    support_scale = inverse_std[:n_support].flatten()  # (support*T,) 1 / s_su
-    products = products * inverse_std[n_support:].unsqueeze(-1) * support_scale  # (queries, T, support*T)
+    support_gained, query_gained = (centred * gain).split([n_support, n_queries])  # G_s, G_q
+    gram = query_gained.flatten(0, 1) @ support_gained.flatten(0, 1).T  # (queries*(R+1), support*(R+1))
+    per_support = gram.view(n_queries, rows + 1, n_support, rows + 1) @ selection.T  # (queries, R+1, support, T)
+    per_support = (per_support * support_scale).view(n_queries, rows + 1, n_support * n_tuples)  # / s_su sqrt(D')
+    query_selection = selection * query_scale.unsqueeze(-1)  # (queries, T, R+1): S_t / s_qt
     if norm.bias is None:
-        return products
-    offset = ((centred[:n_support] @ (gain * norm.bias)) @ selection.T).flatten() * support_scale  # (support*T,) o_su
-    return products + offset  # (queries, T, support*T)
+        return query_selection @ per_support  # (queries, T, support*T)
+    offset = (centred[:n_support] @ (gain * norm.bias)) @ selection.T  # (support, T): (g * beta) . n_su
+    offset = (offset * support_scale).flatten()  # (support*T,) o_su / sqrt(D')
+    return torch.baddbmm(offset, query_selection, per_support)  # (queries, T, support*T)
 
 
 def prototype_distances(attention: Tensor, pieces: Tensor, selection: Tensor) -> Tensor:
@@ -191,7 +195,7 @@ def prototype_distances(attention: Tensor, pieces: Tensor, selection: Tensor) ->
     n_queries, n_tuples, way, shots = attention.shape[:4]
     videos, rows, out_dim = pieces.shape
     n_support = way * shots
-    support, query = pieces[:n_support], pieces[n_support:]  # (way*shots, R, D'), (queries, R, D')
+    support, query = pieces.split([n_support, n_queries])  # (way*shots, R, D'), (queries, R, D')
     folded = (attention @ selection).flatten(3)  # (queries, T, way, shots*R), B
     query_squared = ((selection @ (query @ query.mT)) * selection).sum(-1)  # (queries, T): |v_qt|^2
     cross = query.flatten(0, 1) @ support.flatten(0, 1).T  # (queries*R, way*shots*R): V_q V_s^T
@@ -275,9 +279,9 @@ class TemporalCrossTransformer(nn.Module):
         value_pieces, _ = tuple_pieces(frames, self.value_map.weight, tuples)  # (videos, R, D')
 
         # Step 4: every query tuple against every support tuple of each class, one softmax per class.
-        scores = normalised_key_products(key_pieces, self.key_map.bias, self.key_norm, selection, n_support)
-        scores = scores.view(n_queries, n_tuples, way, shots * n_tuples) / math.sqrt(self.out_dim)
-        attention = scores.softmax(dim=-1).view(n_queries, n_tuples, way, shots, n_tuples)
+        scores = key_scores(key_pieces, self.key_map.bias, self.key_norm, selection, n_support)
+        attention = scores.view(n_queries, n_tuples, way, shots * n_tuples).softmax(dim=-1)
+        attention = attention.view(n_queries, n_tuples, way, shots, n_tuples)
         # Steps 5-6: squared distance to the query-specific prototypes, over tuples and channels, / T.
         distance = prototype_distances(attention, value_pieces, selection) / n_tuples  # (queries, way)
         return -distance, attention.transpose(1, 2), tuples  # attention (queries, way, T, shots, T)
