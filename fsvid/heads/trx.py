@@ -17,13 +17,19 @@ For every cardinality w in Omega (TRX: {2, 3}; STRM's TRM: {2}):
 
 The tuple maps are never applied to concatenated tuples. A linear map of a concatenation is
 the sum of per-position maps, ``W [e_i; e_j] + b = W_1 e_i + W_2 e_j + b`` where
-``W = [W_1 | W_2]`` is split into w column blocks of width D. So each map projects the L
-frames once per tuple position, (videos, L, D') per position, and a tuple's projection is a
-gather and a sum: the same result as projecting the T concatenations with T/L times fewer
-multiply-adds (3.5x for pairs, 7x for triples at L = 8, backward pass alike). The attention
-of steps 4-6 is unchanged, so the whole head gains less than that (see
-``benchmarks/bench_heads.py``, which compares with the straightforward per-tuple, per-class
-formulation kept in ``benchmarks/reference_trx_loop.py``).
+``W = [W_1 | W_2]`` is split into w column blocks of width D. So each map projects, per tuple
+position, only the frames that position can hold (L-w+1 of them), the "pieces" (videos, R, D')
+of :func:`tuple_pieces`, and a tuple's projection is a product with a fixed 0/1 selection
+matrix (T, R): the same result as projecting the T concatenations with about T/(L-w+1) times
+fewer multiply-adds (4x for pairs, 9.3x for triples at L = 8, backward pass alike).
+
+Steps 4-6 never form the T tuples either: LayerNorm'd key products and the squared distances
+to the query-specific prototypes are expanded into Gram matrices of pieces (R + 1 = 15 / 19
+rows per video instead of T = 28 / 56 tuples), see :func:`key_scores` and
+:func:`prototype_distances`. The value bias cancels from the distances and is left out (its
+gradient is exactly zero). ``benchmarks/bench_heads.py`` compares the head with the
+straightforward per-tuple, per-class formulation kept in ``benchmarks/reference_trx_loop.py``
+and, given a clone of the released code (``--released-trx``), with the released code itself.
 
 Optional tuple subsampling (STRM Fig. 6 right, ``tuple_fraction < 1``): in training every
 task draws a fresh random subset of ``round(fraction * T)`` tuples (the same subset for all
