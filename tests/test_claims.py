@@ -320,3 +320,19 @@ def test_real_tiny_protocol_tunes_trains_evaluates_and_resumes(tiny_dataset, fsv
     monkeypatch.setattr(engine, "evaluate_run", no_training)
     reproduction.run_protocol(tmp_path / "runs", tmp_path / "results", log=lambda *a: None, claims=claims, jobs=1)
     assert (tmp_path / "results" / "claims.csv").read_text() == before
+
+
+def test_cli_reproduce_and_claims_run_the_protocol(tmp_path, monkeypatch, capsys, fsvid_home):  # noqa: F811
+    from fsvid.experiments import cli, reproduction
+
+    calls = []
+
+    def fake_protocol(root, results, progress=False, tune_only=False, jobs=2):
+        calls.append((root, results, tune_only, jobs))
+        return [results / "claims.csv"]
+
+    monkeypatch.setattr(reproduction, "run_protocol", fake_protocol)
+    assert cli.main(["reproduce", "--results", str(tmp_path)]) == 0
+    assert cli.main(["claims", "--tune-only", "--jobs", "1", "--output", str(tmp_path / "runs")]) == 0
+    assert calls == [(fsvid_home / "sweeps" / "claims", tmp_path, False, 2), (tmp_path / "runs", Path("results"), True, 1)]
+    assert str(tmp_path / "claims.csv") in capsys.readouterr().out
