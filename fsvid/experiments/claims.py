@@ -114,9 +114,10 @@ _QC = "fsvid: STRM's query-class classifier trained (the paper) vs fixed random 
 
 #: The claims the protocol tests, in the order of ``results/claims.csv``.
 CLAIMS: tuple[Claim, ...] = (
-    Claim("trx_beats_prototypes", "STRM Table 1 (TRX vs the prototype baseline, 5-way 5-shot)", _TRX, _PROTOTYPES),
-    Claim("trx_beats_prototypes_reversed", "TRX: temporal order (time-reversed class pairs, 2-way)",
-          _TRX, _PROTOTYPES, evaluation="reversal"),
+    Claim("trx_beats_prototypes", "TRX vs the prototype baseline, 5-way 5-shot (TRX as in STRM Table 1; no paper "
+          "prints a prototype number)", _TRX, _PROTOTYPES),
+    Claim("trx_beats_prototypes_reversed", "TRX's temporal order: 2-way tasks of a class and its time-reversed twin "
+          "(fsvid's test; no published number)", _TRX, _PROTOTYPES, evaluation="reversal"),
     Claim("strm_beats_trx", "STRM Table 1 (SSv2)", _STRM, _TRX),
     Claim("ple_helps_trm", _source(_COMP), _side(_COMP, "PLE+TRM"), _TRM),
     Claim("fle_helps_trm", _source(_COMP), _side(_COMP, "FLE+TRM"), _TRM),
