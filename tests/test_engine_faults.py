@@ -257,7 +257,7 @@ def test_resume_from_an_unreadable_last_pt_says_how_to_start_again(reference_run
     folder = copy_run(reference_run, tmp_path)
     (folder / "last.pt").write_bytes((folder / "last.pt").read_bytes()[:300])  # a truncated copy
     before = snapshot(folder)
-    with pytest.raises(CheckpointError, match=r"could not read checkpoint .*last\.pt.*cannot resume from it.*--no-resume"):
+    with pytest.raises(CheckpointError, match=r"not a checkpoint fsvid can read safely: .*last\.pt .*cannot resume from it.*--no-resume"):
         train(tiny_config(tiny_dataset, folder), progress=False)
     assert snapshot(folder) == before
 
