@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -77,6 +78,31 @@ def _describe_mismatch(stored: dict[str, Any], wanted: dict[str, Any]) -> str:
                      for k in keys if stored.get(k) != wanted.get(k))
 
 
+def dataset_settings(config: SyntheticConfig) -> dict[str, Any]:
+    """What decides the files of a dataset: the generator version and ``config``."""
+    return {"generator_version": GENERATOR_VERSION, **config.to_dict()}
+
+
+def settings_folder_name(config: SyntheticConfig) -> str:
+    """A folder name that changes with every setting (and the generator version), readable in
+    front: ``48c-24v-24f-80px-seed0-<hash>``. Datasets of different settings never share a folder."""
+    text = json.dumps(dataset_settings(config), sort_keys=True)
+    digest = hashlib.sha256(text.encode()).hexdigest()[:10]
+    count = len(config.classes) if config.classes else config.num_classes
+    return f"{count}c-{config.videos_per_class}v-{config.frames}f-{config.size}px-seed{config.seed}-{digest}"
+
+
+def stored_settings(meta_path: Path) -> dict[str, Any]:
+    """:func:`dataset_settings` as recorded in ``meta_path`` (a ``dataset.json``), or a
+    ``ValueError`` naming the file when it is damaged or is no synthetic dataset description."""
+    try:
+        stored_meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        return {"generator_version": stored_meta.get("generator_version"), **stored_meta["config"]}
+    except (ValueError, KeyError, TypeError, AttributeError) as err:  # JSONDecodeError, UnicodeDecodeError
+        raise ValueError(f"{meta_path} is not a synthetic dataset description ({type(err).__name__}: {err}); "
+                         "remove it or choose another root") from None
+
+
 def generate_synthetic_dataset(
     root: str | os.PathLike,
     config: SyntheticConfig = SyntheticConfig(),
@@ -98,14 +124,9 @@ def generate_synthetic_dataset(
     """
     root = Path(root)
     meta_path = root / "dataset.json"
-    wanted = {"generator_version": GENERATOR_VERSION, **config.to_dict()}
+    wanted = dataset_settings(config)
     if meta_path.exists():
-        try:
-            stored_meta = json.loads(meta_path.read_text())
-            stored = {"generator_version": stored_meta.get("generator_version"), **stored_meta["config"]}
-        except (json.JSONDecodeError, KeyError, TypeError) as err:
-            raise ValueError(f"{meta_path} is not a synthetic dataset description ({err}); "
-                             "remove it or choose another root") from err
+        stored = stored_settings(meta_path)
         if stored == wanted:
             return root
         if not overwrite:

@@ -1,0 +1,72 @@
+"""A careful user's files: damaged descriptions named, generated data never deleted under a
+running job, outputs never overwritten without being asked, interrupted commands leave nothing
+that reads as complete. (The issue's own cases: test_engine_faults, test_bad_data_files,
+test_bad_config_files.)"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fsvid.config import load_config
+from fsvid.data.synthetic import SyntheticConfig, generate_synthetic_dataset
+
+from engine_helpers import fsvid_home  # noqa: F401  (fixture)
+
+#: A synthetic dataset of 6 classes x 2 videos x 4 frames of 16x16 px: rendered in about a second.
+SMALL = ["data.synthetic_classes=6", "data.synthetic_videos_per_class=2", "data.synthetic_frames=4",
+         "data.synthetic_size=16"]
+
+
+def snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
+    """Every file under ``folder``: its bytes and its modification time (ns)."""
+    return {str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns) for p in folder.rglob("*") if p.is_file()}
+
+
+# ----------------------------------------------------------------------------- synthetic data
+
+
+@pytest.mark.parametrize("content", [b'{"config": {"frames": 4', "[1, 2]".encode(), b"\xff\xfe\x00garbage"],
+                         ids=["truncated", "a list", "not utf-8"])
+def test_a_damaged_dataset_json_is_named_with_its_cause(tmp_path, content):
+    meta = tmp_path / "dataset.json"
+    meta.write_bytes(content)
+    with pytest.raises(ValueError, match=rf"{meta} is not a synthetic dataset description \(\w+Error: .+\)"):
+        generate_synthetic_dataset(tmp_path, SyntheticConfig(num_classes=2, videos_per_class=1, frames=2, size=16),
+                                   progress=False, workers=1)
+    assert meta.read_bytes() == content and sorted(p.name for p in tmp_path.iterdir()) == ["dataset.json"]
+
+
+def test_other_synthetic_settings_never_regenerate_a_dataset_in_use(fsvid_home):  # noqa: F811
+    from fsvid.engine.data import locate_data, synthetic_root
+
+    first = load_config("synthetic_trx", SMALL)
+    location = locate_data(first, progress=False)
+    root = synthetic_root(first)
+    assert location.video_root == root / "videos" and root.parent == fsvid_home / "synthetic"
+    assert root.name.startswith("6c-2v-4f-16px-seed0-")
+    before = snapshot(root)
+    # same settings: used as they are, nothing rendered again
+    assert locate_data(load_config("synthetic_trx", SMALL), progress=False) == location and snapshot(root) == before
+    # other settings (a second job started while the first trains): another folder; the first one intact
+    other = load_config("synthetic_trx", [*SMALL, "data.synthetic_frames=6"])
+    other_location = locate_data(other, progress=False)
+    assert other_location.video_root.parent != root and other_location.video_root.is_dir()
+    assert snapshot(root) == before
+    assert sorted(p.name for p in (fsvid_home / "synthetic").iterdir()) == sorted([root.name, synthetic_root(other).name])
+
+
+def test_a_dataset_generated_in_the_old_default_folder_is_still_used(fsvid_home):  # noqa: F811
+    from fsvid.engine.data import locate_data, synthetic_config
+
+    config = load_config("synthetic_trx", SMALL)
+    legacy = fsvid_home / "synthetic"
+    generate_synthetic_dataset(legacy, synthetic_config(config), progress=False, workers=1)
+    before = snapshot(legacy)
+    assert locate_data(config, progress=False).video_root == legacy / "videos"
+    assert snapshot(legacy) == before
+    # other settings: a folder of their own beside the old dataset, which stays as it was
+    other = locate_data(load_config("synthetic_trx", [*SMALL, "data.synthetic_seed=1"]), progress=False)
+    assert other.video_root.parent.parent == legacy
+    assert {k: v for k, v in snapshot(legacy).items() if k in before} == before
