@@ -12,7 +12,7 @@ import pytest
 from fsvid.config import load_config
 from fsvid.data.synthetic import SyntheticConfig, generate_synthetic_dataset
 
-from engine_helpers import fsvid_home  # noqa: F401  (fixture)
+from engine_helpers import fsvid_home, reference_run, tiny_dataset  # noqa: F401  (fixtures)
 
 #: A synthetic dataset of 6 classes x 2 videos x 4 frames of 16x16 px: rendered in about a second.
 SMALL = ["data.synthetic_classes=6", "data.synthetic_videos_per_class=2", "data.synthetic_frames=4",
@@ -70,3 +70,52 @@ def test_a_dataset_generated_in_the_old_default_folder_is_still_used(fsvid_home)
     other = locate_data(load_config("synthetic_trx", [*SMALL, "data.synthetic_seed=1"]), progress=False)
     assert other.video_root.parent.parent == legacy
     assert {k: v for k, v in snapshot(legacy).items() if k in before} == before
+
+
+# ----------------------------------------------------------------------------- backbone weights
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate", "cache"])
+def test_a_missing_backbone_weights_file_is_named_before_any_data_are_made(command, tmp_path, capsys, fsvid_home):  # noqa: F811
+    from fsvid.cli import main
+
+    data = tmp_path / "data"
+    weights = tmp_path / "gone" / "resnet_backbone.pt"
+    overrides = [*SMALL, f"data.root={data}", f"output_dir={tmp_path / 'run'}", f"model.backbone_weights={weights}"]
+    extra = ["--untrained"] if command == "evaluate" else []
+    assert main([command, "--config", "synthetic_trx", *overrides, *extra, "-q"]) == 2
+    err = capsys.readouterr().err
+    assert f"model.backbone_weights: {weights} does not exist" in err and "Traceback" not in err
+    assert not data.exists() and not (tmp_path / "run").exists()  # found before generating or writing anything
+    weights.parent.mkdir()
+    assert main([command, "--config", "synthetic_trx", *overrides[:-1], f"model.backbone_weights={weights.parent}",
+                 *extra, "-q"]) == 2
+    assert f"model.backbone_weights: {weights.parent} is a folder, not a weights file" in capsys.readouterr().err
+
+
+def test_named_weights_are_not_taken_for_files():
+    from fsvid.backbones import weights_file
+
+    assert weights_file("resnet50", "IMAGENET1K_V1") is None and weights_file("resnet50", "imagenet") is None
+    assert weights_file("r3d_18", "KINETICS400_V1") is None and weights_file("small_cnn", None) is None
+    assert weights_file("resnet50", "~/w.pth") == Path.home() / "w.pth"
+    assert weights_file("small_cnn", "IMAGENET1K_V1") == Path("IMAGENET1K_V1")  # no named weights there
+
+
+def test_a_trained_run_evaluates_after_its_starting_weights_moved(reference_run, tmp_path, fsvid_home):  # noqa: F811
+    import shutil
+
+    import torch
+
+    from fsvid.engine.checkpoint import atomic_save, load_checkpoint
+    from fsvid.engine.runs import load_trained_model
+
+    folder = tmp_path / "run"
+    shutil.copytree(reference_run, folder)
+    checkpoint = load_checkpoint(folder / "best.pt")
+    checkpoint["config"]["model"]["backbone_weights"] = str(tmp_path / "moved_away.pt")  # trained from a file since moved
+    atomic_save(checkpoint, folder / "best.pt")
+    model, config = load_trained_model(folder)
+    assert config.model.backbone_weights == str(tmp_path / "moved_away.pt")
+    state = model.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in checkpoint["model"].items())  # the checkpoint's weights
