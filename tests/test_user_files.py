@@ -119,3 +119,62 @@ def test_a_trained_run_evaluates_after_its_starting_weights_moved(reference_run,
     assert config.model.backbone_weights == str(tmp_path / "moved_away.pt")
     state = model.state_dict()
     assert all(torch.equal(state[k], v) for k, v in checkpoint["model"].items())  # the checkpoint's weights
+
+
+# ----------------------------------------------------------------------------- fsvid convert
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+def _released_trx(tmp_path: Path) -> tuple[Path, Path]:
+    """A released TRX checkpoint (the fixture's state dict) and its sizes file."""
+    import json
+
+    import torch
+
+    fixture = torch.load(SHARED / "fixtures" / "official" / "trx_public.pt", weights_only=True)
+    released = tmp_path / "released.pth"
+    torch.save({"model_state_dict": fixture["official_state_dict"]}, released)
+    sizes = tmp_path / "sizes.json"
+    sizes.write_text(json.dumps({k: fixture["config"][k] for k in ("L", "D", "Dout", "temp_set")}))
+    return released, sizes
+
+
+def test_convert_never_overwrites_a_file_unasked(tmp_path, capsys):
+    from fsvid.cli import main
+
+    sizes = tmp_path / "sizes.json"
+    sizes.write_text('{"L": 8, "D": 16, "Dout": 16, "temp_set": [2]}')
+    damaged = tmp_path / "released.pth"
+    damaged.write_bytes(b"PK\x03\x04 cut short")
+    out = tmp_path / "head.pt"
+    out.write_bytes(b"the user's own file")
+    assert main(["convert", "trx", str(damaged), "--config", str(sizes), "--out", str(out)]) == 2
+    assert f"{out} exists; pass --overwrite" in capsys.readouterr().err and out.read_bytes() == b"the user's own file"
+    # with --overwrite, a conversion that fails leaves the old file as it was
+    assert main(["convert", "trx", str(damaged), "--config", str(sizes), "--out", str(out), "--overwrite"]) == 1
+    assert "not a released trx checkpoint fsvid can read safely" in capsys.readouterr().err
+    assert out.read_bytes() == b"the user's own file" and sorted(p.name for p in tmp_path.iterdir()) == [
+        "head.pt", "released.pth", "sizes.json"]  # no temporary file left either
+    for bad, message in ((tmp_path, "is a folder"), (damaged, "would overwrite the released checkpoint"),
+                         (tmp_path / "no_such_folder" / "h.pt", "does not exist")):
+        assert main(["convert", "trx", str(damaged), "--config", str(sizes), "--out", str(bad), "--overwrite"]) == 2
+        assert message in capsys.readouterr().err
+    assert damaged.read_bytes() == b"PK\x03\x04 cut short"
+
+
+@pytest.mark.skipif(not (SHARED / "fixtures" / "official" / "trx_public.pt").exists(), reason="needs ../shared fixtures")
+def test_convert_replaces_its_outputs_with_overwrite(tmp_path, capsys):
+    import torch
+
+    from fsvid.cli import main
+
+    released, sizes = _released_trx(tmp_path)
+    out = tmp_path / "head.pt"
+    out.write_bytes(b"old")
+    assert main(["convert", "trx", str(released), "--config", str(sizes), "--out", str(out), "--overwrite"]) == 0
+    capsys.readouterr()
+    written = torch.load(out, weights_only=True)
+    assert isinstance(written, dict) and all(isinstance(v, torch.Tensor) for v in written.values())
+    assert main(["convert", "trx", str(released), "--config", str(sizes), "--out", str(out)]) == 2  # now it exists
+    assert f"{out} exists" in capsys.readouterr().err
