@@ -139,7 +139,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             args.targets[0], tasks=args.tasks, split=args.split or "test", progress=not args.quiet,
             which=args.checkpoint, device=args.device, cache=_cache_choice(args),
         )
-        where = Path(args.targets[0])
+        where = Path(args.targets[0]).expanduser()
+        where = where.parent if where.is_file() else where  # RUN_DIR/best.pt: results in RUN_DIR
     else:
         overrides = list(args.targets)
         if args.checkpoint:
@@ -232,8 +233,10 @@ def _check_convert_outputs(args: argparse.Namespace, out: Path, backbone_out: Pa
 def cmd_cache(args: argparse.Namespace) -> int:
     from fsvid.engine.runs import build_run_cache
 
-    if args.run is None and args.config is None and len(args.overrides) == 1 and Path(args.overrides[0]).is_dir():
+    if args.run is None and args.config is None and len(args.overrides) == 1 and "=" not in args.overrides[0]:
         args.run, args.overrides = args.overrides[0], []  # fsvid cache RUN_DIR, like fsvid evaluate RUN_DIR
+    if args.out is not None and Path(args.out).expanduser().exists() and not Path(args.out).expanduser().is_dir():
+        raise UsageError(f"--out {args.out} is a file; give the folder the caches go into")
     if args.run is not None and (args.config is not None or args.overrides):
         raise UsageError("give either --run RUN_DIR (its trained backbone) or --config [key=value ...], not both")
     # with --run, build_run_cache reads the run's own configuration (data, backbone) from its checkpoint

@@ -178,3 +178,190 @@ def test_convert_replaces_its_outputs_with_overwrite(tmp_path, capsys):
     assert isinstance(written, dict) and all(isinstance(v, torch.Tensor) for v in written.values())
     assert main(["convert", "trx", str(released), "--config", str(sizes), "--out", str(out)]) == 2  # now it exists
     assert f"{out} exists" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- a careful user's sweep
+
+
+def _copy_run(reference: Path, tmp_path: Path) -> Path:
+    import shutil
+
+    folder = tmp_path / "run é 1"  # a space and a non-ASCII letter, as users name folders
+    shutil.copytree(reference, folder)
+    return folder
+
+
+def _interrupt_backbone_after(monkeypatch, calls: int) -> None:
+    """Ctrl-C arrives while the small CNN runs for the ``calls + 1``-th time."""
+    from fsvid.backbones.small_cnn import SmallCNN
+
+    original, seen = SmallCNN.forward_maps, []
+
+    def forward_maps(self, clips):
+        seen.append(1)
+        if len(seen) > calls:
+            raise KeyboardInterrupt
+        return original(self, clips)
+
+    monkeypatch.setattr(SmallCNN, "forward_maps", forward_maps)
+
+
+def test_evaluate_takes_a_run_folders_checkpoint_file(reference_run, tmp_path, capsys, fsvid_home):  # noqa: F811
+    from fsvid.cli import main
+
+    folder = _copy_run(reference_run, tmp_path)
+    assert main(["evaluate", str(folder / "last.pt"), "-q"]) == 0
+    assert f"results: {folder / 'eval_test.json'}" in capsys.readouterr().out
+    import json
+
+    assert json.loads((folder / "eval_test.json").read_text())["meta"]["checkpoint"] == "last"
+    other = tmp_path / "weights.pt"
+    other.write_bytes((folder / "best.pt").read_bytes())
+    assert main(["evaluate", str(other), "-q"]) == 1
+    assert f"{other} is a file, not a run folder" in capsys.readouterr().err
+    empty = folder / "best.pt"
+    empty.write_bytes(b"")
+    assert main(["evaluate", str(folder), "-q"]) == 1
+    assert f"this is not a checkpoint fsvid can read safely: {empty} (an empty file)" in capsys.readouterr().err
+
+
+def test_ctrl_c_during_evaluate_leaves_the_previous_results(reference_run, tmp_path, capsys, monkeypatch,
+                                                            fsvid_home):  # noqa: F811
+    from fsvid.cli import main
+
+    folder = _copy_run(reference_run, tmp_path)
+    assert main(["evaluate", str(folder), "-q"]) == 0
+    before = {name: (folder / name).read_bytes() for name in ("eval_test.json", "eval_test_tasks.npy")}
+    with monkeypatch.context() as patch:
+        _interrupt_backbone_after(patch, 3)
+        assert main(["evaluate", str(folder), "-q", "--tasks", "5"]) == 130
+    assert "interrupted" in capsys.readouterr().err
+    assert {name: (folder / name).read_bytes() for name in before} == before
+    assert not [p.name for p in folder.iterdir() if ".tmp-" in p.name]
+
+
+def test_an_evaluation_stopped_between_its_two_files_is_not_read_as_complete(reference_run, tmp_path, capsys,
+                                                                             monkeypatch, fsvid_home):  # noqa: F811
+    import fsvid.engine.evaluate as evaluate
+    from fsvid.cli import main
+
+    folder = _copy_run(reference_run, tmp_path)
+    assert main(["evaluate", str(folder), "-q"]) == 0
+    old_summary = (folder / "eval_test.json").read_bytes()
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt  # after eval_test_tasks.npy, before eval_test.json
+
+    monkeypatch.setattr(evaluate, "atomic_write_text", interrupted)
+    assert main(["evaluate", str(folder), "-q", "--tasks", "5"]) == 130
+    assert (folder / "eval_test.json").read_bytes() == old_summary  # the old summary, now beside new accuracies
+    capsys.readouterr()
+    assert main(["compare", str(folder), str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert f"{folder / 'eval_test_tasks.npy'} are not those of eval_test.json" in err and "evaluate the run again" in err
+
+
+def test_ctrl_c_during_cache_leaves_nothing_that_reads_as_complete(reference_run, tmp_path, capsys, monkeypatch,
+                                                                   fsvid_home):  # noqa: F811
+    import torch
+
+    from fsvid.cli import main
+    from fsvid.features import FeatureCache
+
+    folder = _copy_run(reference_run, tmp_path)
+    with monkeypatch.context() as patch:
+        _interrupt_backbone_after(patch, 2)
+        assert main(["cache", str(folder), "--splits", "test", "-q"]) == 130
+    assert "interrupted" in capsys.readouterr().err
+    (cache_folder,) = (folder / "cache").iterdir()
+    with pytest.raises((FileNotFoundError, ValueError)):
+        FeatureCache(cache_folder)  # unfinished: refused, never read as a complete cache
+    assert main(["cache", str(folder), "--splits", "test", "-q"]) == 0  # finished on the next call
+    finished = FeatureCache(cache_folder)
+    assert main(["cache", str(folder), "--splits", "test", "-q", "--out", str(tmp_path / "fresh")]) == 0
+    (fresh,) = (tmp_path / "fresh").iterdir()
+    assert torch.equal(finished.load_view(0), FeatureCache(fresh).load_view(0))
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")
+    capsys.readouterr()
+    assert main(["cache", str(folder), "--out", str(empty), "-q"]) == 2
+    assert f"--out {empty} is a file" in capsys.readouterr().err
+
+
+def test_a_config_folder_and_a_file_given_as_output_folder_are_named(tmp_path, capsys):
+    from fsvid.cli import main
+    from fsvid.demo import main as demo_main
+
+    assert main(["train", "--config", str(tmp_path)]) == 2
+    assert f"config file {tmp_path} is a folder, not a YAML file" in capsys.readouterr().err
+    file = tmp_path / "results.txt"
+    file.write_text("mine")
+    assert demo_main(["--output", str(file), "--quick"]) == 2
+    assert f"--output {file} is a file" in capsys.readouterr().err and file.read_text() == "mine"
+
+
+def test_synthetic_never_writes_into_another_datasets_folder(tmp_path, capsys):
+    from fsvid.cli import main
+
+    real = tmp_path / "ucf101"
+    (real / "splits").mkdir(parents=True)
+    (real / "splits" / "trainlist01.txt").write_text("ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi 1\n")
+    assert main(["synthetic", str(real), "--classes", "3", "--videos-per-class", "1", "--frames", "2",
+                 "--size", "16", "--quiet"]) == 1
+    assert f"{real} already holds splits/ but no synthetic dataset" in capsys.readouterr().err
+    assert sorted(p.name for p in real.rglob("*")) == ["splits", "trainlist01.txt"]
+    assert (real / "splits" / "trainlist01.txt").read_text() == "ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi 1\n"
+    assert main(["synthetic", str(real / "splits" / "trainlist01.txt"), "--quiet"]) == 1
+    assert "is a file, not a folder" in capsys.readouterr().err
+
+
+def test_an_interrupted_synthetic_generation_is_redone(tmp_path, monkeypatch):
+    import fsvid.data.synthetic.dataset as dataset
+
+    config = SyntheticConfig(num_classes=3, videos_per_class=2, frames=2, size=16)
+    real_write = dataset._write_mp4
+    written = []
+
+    def write_then_interrupt(path, clip, config):
+        if len(written) == 3:
+            raise KeyboardInterrupt
+        written.append(path)
+        real_write(path, clip, config)
+
+    monkeypatch.setattr(dataset, "_write_mp4", write_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        generate_synthetic_dataset(tmp_path, config, progress=False, workers=1)
+    assert not (tmp_path / "dataset.json").exists() and (tmp_path / "videos").is_dir()
+    monkeypatch.setattr(dataset, "_write_mp4", real_write)
+    generate_synthetic_dataset(tmp_path, config, progress=False, workers=1)  # its own leftovers: redone, not refused
+    assert (tmp_path / "dataset.json").is_file() and not (tmp_path / dataset.GENERATING).exists()
+    assert len(list((tmp_path / "videos").rglob("*.mp4"))) == 6
+
+
+def test_notebook_command_errors_name_the_file_without_a_traceback(tmp_path, capsys):
+    from fsvid.cli import main
+    from fsvid.notebooks import read_metrics
+
+    assert main(["notebook", "run", "no_such_notebook"]) == 1
+    err = capsys.readouterr().err
+    assert "no notebook called 'no_such_notebook'" in err and "Traceback" not in err
+    binary = tmp_path / "params.yaml"
+    binary.write_bytes(b"seed: 1\n\x80\x81")
+    assert main(["notebook", "run", "00_quickstart", "--parameters", str(binary)]) == 1
+    assert f"parameter file {binary}, line 2: not UTF-8 text" in capsys.readouterr().err
+    not_a_notebook = tmp_path / "x.ipynb"
+    not_a_notebook.write_text("")
+    assert main(["notebook", "clear", str(not_a_notebook)]) == 1
+    assert f"{not_a_notebook} is not a notebook fsvid can read (NotJSONError" in capsys.readouterr().err
+    metrics = tmp_path / "m.metrics.json"
+    metrics.write_text('{"accuracy": 0.5')  # a kernel killed while writing
+    with pytest.raises(ValueError, match=rf"the notebook's metrics file {metrics} is damaged"):
+        read_metrics(metrics)
+    assert read_metrics(tmp_path / "none.json") == {}
+
+
+def test_a_results_csv_path_that_is_a_folder_is_named(tmp_path):
+    from fsvid.experiments.results import read_csv
+
+    with pytest.raises(ValueError, match=rf"{tmp_path} is a folder, not a sweep results CSV"):
+        read_csv(tmp_path)

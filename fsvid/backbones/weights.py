@@ -61,6 +61,8 @@ def load_tensors_file(path: str | Path, what: str = "checkpoint", map_location: 
     ``what`` fsvid can read safely: PATH" and why (a pickle of Python objects other than
     tensors, numbers, strings, lists and dicts, which could run code; a damaged file; not a
     torch file at all). Never falls back to full unpickling."""
+    if Path(path).is_file() and Path(path).stat().st_size == 0:
+        raise ValueError(f"this is not a {what} fsvid can read safely: {path} (an empty file)")
     try:
         with warnings.catch_warnings():  # torch warns about the pickle protocol of plain pickles
             warnings.filterwarnings("ignore", message="Detected pickle protocol")

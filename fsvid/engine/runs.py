@@ -98,6 +98,11 @@ def evaluate_run(
     under ``torchrun``, where the tasks are shared among the processes).
     """
     run = Path(run).expanduser()
+    if run.is_file() and run.name in ("best.pt", "last.pt") and which in (None, run.stem):
+        run, which = run.parent, run.stem  # a run folder's own checkpoint: its results go to that folder
+    elif run.is_file():
+        raise ValueError(f"{run} is a file, not a run folder: evaluate a run folder (fsvid evaluate RUN_DIR, "
+                         "--checkpoint best or last); a checkpoint elsewhere goes into a run folder as best.pt")
     if not run.is_dir():
         raise FileNotFoundError(f"no run folder {run}")
     if split not in ("train", "val", "test"):

@@ -55,6 +55,8 @@ NUMERIC_FIELDS = (
 def read_csv(path: str | Path) -> list[dict[str, str]]:
     """The rows of a results CSV as dicts of strings (``[]`` when the file does not exist)."""
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder, not a sweep results CSV")
     if not path.is_file():
         return []
     try:

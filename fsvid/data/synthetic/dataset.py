@@ -17,6 +17,8 @@ from fsvid.data.synthetic.motions import CLASS_INDEX, SYNTHETIC_CLASSES
 from fsvid.data.synthetic.render import render_clip, video_rng
 
 SPLIT_FILES = {"train": "trainlist01.txt", "val": "vallist01.txt", "test": "testlist01.txt"}
+#: Written in the root while a dataset is being generated (its settings), removed once ``dataset.json`` is.
+GENERATING = ".generating.json"
 
 
 def _video_id(class_name: str, index: int) -> str:
@@ -122,9 +124,11 @@ def generate_synthetic_dataset(
 
     Returns ``root`` as a ``Path``.
     """
-    root = Path(root)
+    root = Path(root).expanduser()
     meta_path = root / "dataset.json"
     wanted = dataset_settings(config)
+    if root.exists() and not root.is_dir():
+        raise ValueError(f"{root} is a file, not a folder: give the folder to generate the synthetic dataset in")
     if meta_path.exists():
         stored = stored_settings(meta_path)
         if stored == wanted:
@@ -139,8 +143,10 @@ def generate_synthetic_dataset(
             shutil.rmtree(root / sub, ignore_errors=True)
         meta_path.unlink()
 
+    _refuse_foreign_files(root)
     classes = select_classes(config)
     root.mkdir(parents=True, exist_ok=True)
+    (root / GENERATING).write_text(json.dumps(wanted))  # these files are fsvid's, until dataset.json says so
     if workers is None:
         workers = min(os.cpu_count() or 1, 8)
     workers = max(1, min(workers, len(classes)))
@@ -185,4 +191,19 @@ def generate_synthetic_dataset(
     tmp = meta_path.with_suffix(".json.part")
     tmp.write_text(json.dumps(meta, indent=1))
     os.replace(tmp, meta_path)
+    (root / GENERATING).unlink()
     return root
+
+
+def _refuse_foreign_files(root: Path) -> None:
+    """Refuse to write into ``videos/``, ``frames/`` or ``splits/`` of a folder that holds them
+    without being an fsvid synthetic dataset (no ``dataset.json``, no interrupted generation):
+    a real benchmark's root, whose ``splits/trainlist01.txt`` the generator would overwrite."""
+    if (root / GENERATING).exists():  # an interrupted generation: redone over its own files
+        return
+    taken = [sub for sub in ("videos", "frames", "splits") if (root / sub).is_dir() and any((root / sub).iterdir())]
+    if taken:
+        raise ValueError(
+            f"{root} already holds {', '.join(f'{sub}/' for sub in taken)} but no synthetic dataset (no dataset.json): "
+            "it may be another dataset, whose files generating would overwrite; choose an empty or new folder"
+        )
