@@ -58,8 +58,8 @@ def dead_pid() -> int:
 @pytest.mark.parametrize(
     "override, message",
     [
-        ("model.backbone=resnet5O", r"unknown backbone 'resnet5O'"),
-        ("model.backbone_weights=MISSING", r"weights file '.*missing_weights\.pt' not found"),
+        ("model.backbone=resnet5O", r"model\.backbone: 'resnet5O' is not one of resnet18"),  # the config's check
+        ("model.backbone_weights=MISSING", r"model\.backbone_weights: .*missing_weights\.pt does not exist"),
     ],
 )
 def test_no_resume_with_a_bad_configuration_keeps_the_old_run(
@@ -71,7 +71,7 @@ def test_no_resume_with_a_bad_configuration_keeps_the_old_run(
     override = override.replace("MISSING", str(tmp_path / "missing_weights.pt"))
     code = main(["train", "--config", str(config_file), override, "--no-resume", "--quiet"])
     err = capsys.readouterr().err
-    assert code == 1 and re.search(message, err), err
+    assert code == 2 and re.search(message, err), err  # a configuration error, found before anything starts
     assert snapshot(folder) == before  # last.pt, best.pt, metrics.csv, summary.json, config.yaml untouched
     assert not (folder / LOCK_NAME).exists()  # released after the failure
 

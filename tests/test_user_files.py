@@ -256,6 +256,13 @@ def test_an_evaluation_stopped_between_its_two_files_is_not_read_as_complete(ref
     assert main(["evaluate", str(folder), "-q", "--tasks", "5"]) == 130
     assert (folder / "eval_test.json").read_bytes() == old_summary  # the old summary, now beside new accuracies
     capsys.readouterr()
+    assert main(["compare", str(folder), str(folder)]) == 2  # 5 new accuracies under a summary of 6 tasks
+    err = capsys.readouterr().err
+    assert f"{folder / 'eval_test_tasks.npy'} hold a float64 array of shape (5,), expected 6" in err
+    # the same number of tasks, other accuracies (e.g. of the other checkpoint): the recorded SHA-256 tells
+    import numpy as np
+
+    np.save(folder / "eval_test_tasks.npy", np.linspace(0, 1, 6))
     assert main(["compare", str(folder), str(folder)]) == 2
     err = capsys.readouterr().err
     assert f"{folder / 'eval_test_tasks.npy'} are not those of eval_test.json" in err and "evaluate the run again" in err

@@ -97,10 +97,6 @@ class EvalResult:
         except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as error:
             what = f"no {error}" if isinstance(error, KeyError) else str(error).splitlines()[0]
             raise ValueError(f"evaluation result {path} is damaged ({type(error).__name__}: {what}); {again}") from None
-        checksum = data.get("tasks_file_sha256")  # absent from results written before it was recorded
-        if checksum is not None and hashlib.sha256(tasks_path.read_bytes()).hexdigest() != checksum:
-            raise ValueError(f"per-task accuracies {tasks_path} are not those of {path.name} (an evaluation stopped "
-                             f"between writing the two files, or one was copied from elsewhere); {again}")
         try:
             accuracies = np.load(tasks_path, allow_pickle=False)
         except (ValueError, OSError, EOFError) as error:
@@ -110,6 +106,10 @@ class EvalResult:
                 isinstance(expected, int) and len(accuracies) != expected):
             raise ValueError(f"per-task accuracies {tasks_path} hold a {accuracies.dtype} array of shape "
                              f"{accuracies.shape}, expected {expected} numbers (as {path.name} says); {again}")
+        checksum = data.get("tasks_file_sha256")  # absent from results written before it was recorded
+        if checksum is not None and hashlib.sha256(tasks_path.read_bytes()).hexdigest() != checksum:
+            raise ValueError(f"per-task accuracies {tasks_path} are not those of {path.name} (an evaluation stopped "
+                             f"between writing the two files, or one was copied from elsewhere); {again}")
         return cls(
             task_accuracies=accuracies,
             accuracy=mean_and_ci(accuracies),
