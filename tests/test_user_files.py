@@ -372,3 +372,11 @@ def test_a_results_csv_path_that_is_a_folder_is_named(tmp_path):
 
     with pytest.raises(ValueError, match=rf"{tmp_path} is a folder, not a sweep results CSV"):
         read_csv(tmp_path)
+
+
+def test_a_cache_index_that_is_not_utf8_is_named(tmp_path):
+    from fsvid.features import FeatureCache
+
+    (tmp_path / "index.json").write_bytes(b'{"format": 1, "note": "\xff"}')
+    with pytest.raises(ValueError, match=rf"{tmp_path / 'index.json'} is not valid JSON"):
+        FeatureCache(tmp_path)
