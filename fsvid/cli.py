@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 from importlib import resources
 from pathlib import Path
@@ -114,7 +115,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         evaluation = evaluate_run(result.directory, progress=not args.quiet)
         say(f"test accuracy {evaluation.accuracy}")
     else:
-        say(f"evaluate it with: fsvid evaluate {result.directory}")
+        say(f"evaluate it with: fsvid evaluate {shlex.quote(str(result.directory))}")  # a folder with spaces: quoted
     return EXIT_OK
 
 

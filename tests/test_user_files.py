@@ -380,3 +380,16 @@ def test_a_cache_index_that_is_not_utf8_is_named(tmp_path):
     (tmp_path / "index.json").write_bytes(b'{"format": 1, "note": "\xff"}')
     with pytest.raises(ValueError, match=rf"{tmp_path / 'index.json'} is not valid JSON"):
         FeatureCache(tmp_path)
+
+
+def test_the_printed_evaluate_command_quotes_a_folder_with_spaces(tiny_dataset, tmp_path, capsys, fsvid_home):  # noqa: F811
+    import shlex
+
+    from fsvid.cli import main
+    from engine_helpers import TINY_RUN
+
+    folder = tmp_path / "my runs" / "trx é"
+    assert main(["train", "--config", "synthetic_trx", *TINY_RUN, f"data.root={tiny_dataset}", f"output_dir={folder}",
+                 "train.tasks=2", "train.val_every=0", "--quiet"]) == 0
+    line = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("evaluate it with: "))
+    assert shlex.split(line.removeprefix("evaluate it with: ")) == ["fsvid", "evaluate", str(folder)]
