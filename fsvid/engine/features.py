@@ -111,6 +111,7 @@ def feature_episodes(dataset: EpisodeDataset, cache: FeatureCache, train: bool) 
         train=train and cache.train_views > 0,
         num_tasks=dataset.num_tasks,
         seed=dataset.seed,
+        query_sampling=dataset.sampler.query_sampling,
     )
 
 
