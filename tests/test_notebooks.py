@@ -346,7 +346,9 @@ def _check_metrics(name: str, metrics: dict, tmp_path: Path) -> None:
         assert all(run["test_tasks"] == 10 for run in metrics["runs"].values())
         pairs = len(time_reversed_pairs(load_config(Path(metrics["runs"]["cosine"]["run_dir"]) / "config.yaml")))
         assert pairs >= 1 and {n: r["tasks"] for n, r in metrics["reversal"].items()} == {"euclidean": 2 * pairs, "cosine": 2 * pairs}
-        assert set(metrics["paired"]) == {"cosine"} and set(metrics["paired"]["cosine"]) == {"test", "reversal"}
+        other = ({"euclidean", "cosine"} - {metrics["reference"]}).pop()
+        assert set(metrics["paired"]) == {other} and set(metrics["paired"][other]) == {"test", "reversal"}
+        assert metrics["paired"][other]["reversal"]["tasks"] == 2 * pairs
         assert (tmp_path / "sweep" / "cosine" / "07_training.ipynb").is_file()
     elif name == "09_visualisations":
         assert metrics["task_index"] == 1 and metrics["cross_attention_shape"] == [3, 3, 4, 2, 2]
@@ -369,7 +371,7 @@ def test_notebook_runs_with_other_parameters(name: str, tmp_path: Path) -> None:
         table = next(o.data["text/markdown"] for o in outputs if "text/markdown" in o.get("data", {}))
         header, _, reference, other = table.splitlines()
         assert header.endswith(" (paired) |") and other.count("|") == header.count("|")  # the columns of the second run
-        assert "reversed pairs (%)" in header and "reversed pairs vs euclidean (paired)" in header
+        assert "| reversed pairs (%) |" in header and header.endswith(" | reversed pairs vs cosine (paired) |")  # yaml sorts the sweep: cosine first
         assert "(no validation)" in reference and "-1.0" not in table  # validation is off in this sweep
     if _parameters(name, tmp_path).get("interactive"):
         widgets = [o for o in outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
