@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 from importlib import resources
 from pathlib import Path
@@ -114,7 +115,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         evaluation = evaluate_run(result.directory, progress=not args.quiet)
         say(f"test accuracy {evaluation.accuracy}")
     else:
-        say(f"evaluate it with: fsvid evaluate {result.directory}")
+        say(f"evaluate it with: fsvid evaluate {shlex.quote(str(result.directory))}")  # a folder with spaces: quoted
     return EXIT_OK
 
 
@@ -139,7 +140,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             args.targets[0], tasks=args.tasks, split=args.split or "test", progress=not args.quiet,
             which=args.checkpoint, device=args.device, cache=_cache_choice(args),
         )
-        where = Path(args.targets[0])
+        where = Path(args.targets[0]).expanduser()
+        where = where.parent if where.is_file() else where  # RUN_DIR/best.pt: results in RUN_DIR
     else:
         overrides = list(args.targets)
         if args.checkpoint:
@@ -198,25 +200,44 @@ def cmd_convert(args: argparse.Namespace) -> int:
     sizes = read_yaml_file(config_path, what="--config")  # JSON is YAML
     if not isinstance(sizes, dict):
         raise UsageError(f"{config_path} must hold a mapping of sizes (e.g. L, D, Dout, temp_set), got {sizes!r}")
+    out = Path(args.out).expanduser()
+    backbone_out = out.with_name(f"{out.stem}_backbone{out.suffix or '.pt'}")
+    _check_convert_outputs(args, out, backbone_out)
     head = load_official_checkpoint(args.checkpoint, args.method, sizes)
-    out = Path(args.out)
-    atomic_save(head.state_dict(), out)
-    say(f"{args.method} head ({sum(p.numel() for p in head.parameters()):,} parameters) written to {out}")
+    backbone = None
     if args.method in ("trx", "strm"):
         _, backbone = split_official_checkpoint(load_tensors_file(args.checkpoint))
-        if backbone:
-            backbone_out = out.with_name(f"{out.stem}_backbone{out.suffix or '.pt'}")
-            atomic_save(backbone, backbone_out)
-            say(f"backbone ({len(backbone)} tensors, torchvision ResNet names) written to {backbone_out}; "
-                f"use it as model.backbone_weights={backbone_out}")
+    # written only now that the conversion worked, each through a temporary file and a rename
+    atomic_save(head.state_dict(), out)
+    say(f"{args.method} head ({sum(p.numel() for p in head.parameters()):,} parameters) written to {out}")
+    if backbone:
+        atomic_save(backbone, backbone_out)
+        say(f"backbone ({len(backbone)} tensors, torchvision ResNet names) written to {backbone_out}; "
+            f"use it as model.backbone_weights={backbone_out}")
     return EXIT_OK
+
+
+def _check_convert_outputs(args: argparse.Namespace, out: Path, backbone_out: Path) -> None:
+    """Refuse outputs that would overwrite a file without ``--overwrite``, a folder, the input itself."""
+    source = Path(args.checkpoint).expanduser()
+    for path in (out, backbone_out):
+        if path.is_dir():
+            raise UsageError(f"--out {out}: {path} is a folder; give a file name (e.g. {path / 'head.pt'})")
+        if path.exists() and source.exists() and path.resolve() == source.resolve():
+            raise UsageError(f"--out {out} would overwrite the released checkpoint {source} itself; give another name")
+        if path.exists() and not args.overwrite:
+            raise UsageError(f"{path} exists; pass --overwrite to replace it, or give another --out")
+    if not out.parent.is_dir():
+        raise UsageError(f"--out {out}: the folder {out.parent} does not exist")
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
     from fsvid.engine.runs import build_run_cache
 
-    if args.run is None and args.config is None and len(args.overrides) == 1 and Path(args.overrides[0]).is_dir():
+    if args.run is None and args.config is None and len(args.overrides) == 1 and "=" not in args.overrides[0]:
         args.run, args.overrides = args.overrides[0], []  # fsvid cache RUN_DIR, like fsvid evaluate RUN_DIR
+    if args.out is not None and Path(args.out).expanduser().exists() and not Path(args.out).expanduser().is_dir():
+        raise UsageError(f"--out {args.out} is a file; give the folder the caches go into")
     if args.run is not None and (args.config is not None or args.overrides):
         raise UsageError("give either --run RUN_DIR (its trained backbone) or --config [key=value ...], not both")
     # with --run, build_run_cache reads the run's own configuration (data, backbone) from its checkpoint
@@ -307,7 +328,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", type=Path, help="the released checkpoint (.pt / .pth)")
     p.add_argument("--config", required=True, metavar="JSON_OR_YAML",
                    help="the released sizes: TRX L, D, Dout, temp_set; STRM also P; MASTAF C, T, H, W (n_global)")
-    p.add_argument("--out", required=True, help="where to write the head's state dict")
+    p.add_argument("--out", required=True, help="where to write the head's state dict (TRX/STRM: the backbone's "
+                                                 "beside it, OUT_backbone.pt)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.set_defaults(handler=cmd_convert)
 
     p = commands.add_parser("cache", help="compute a backbone's features of whole splits once (feature cache)")

@@ -367,10 +367,12 @@ def _read_yaml(source: str | Path, chain: tuple[str, ...] = ()) -> dict[str, Any
     refused naming the files in it. A file that is not YAML or not UTF-8 is a
     :class:`ConfigError` naming the file and line.
     """
-    path = Path(source)
+    path = Path(source).expanduser()
     if path.suffix in (".yaml", ".yml") or path.exists():
         if not path.exists():
             raise FileNotFoundError(f"config file {path} does not exist")
+        if path.is_dir():
+            raise ConfigError(f"config file {path} is a folder, not a YAML file")
         name = str(path.resolve())
     else:
         path = resources.files("fsvid") / "presets" / f"{source}.yaml"

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -208,7 +209,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=None, help="folder for the table and plot")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
-    run_demo(tuple(args.methods), args.quick, args.test_tasks, args.reversal_tasks, args.output, not args.no_progress)
+    if args.output is not None and args.output.expanduser().exists() and not args.output.expanduser().is_dir():
+        print(f"fsvid demo: error: --output {args.output} is a file; give the folder for the table and plot",
+              file=sys.stderr)
+        return 2
+    try:
+        run_demo(tuple(args.methods), args.quick, args.test_tasks, args.reversal_tasks,
+                 None if args.output is None else args.output.expanduser(), not args.no_progress)
+    except KeyboardInterrupt:
+        print("fsvid demo: interrupted (run it again: finished training runs are reused, others resume)",
+              file=sys.stderr)
+        return 130
+    except (FileNotFoundError, ValueError, RuntimeError, OSError) as error:
+        print(f"fsvid demo: error: {error}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from fsvid.backbones import VideoBackbone, build_backbone
-from fsvid.config import ModelConfig, RunConfig
+from fsvid.backbones import VideoBackbone, build_backbone, weights_file
+from fsvid.config import ConfigError, ModelConfig, RunConfig
 from fsvid.heads import HeadOutput, MASTAFHead, PrototypeHead, STRMHead, TRXHead
 
 #: The backbone output each head reads.
@@ -154,6 +154,19 @@ def build_head(model: ModelConfig, feature_shape: tuple[int, ...], frames: int, 
 
 def _enrichment(kind: str) -> str:
     return {"attention": "self_attention", "mlp": "mlp_mixer"}[kind]
+
+
+def check_backbone_weights(config: RunConfig) -> None:
+    """Raise a :class:`ConfigError` naming ``model.backbone_weights`` and its file when the file
+    it names is missing or a folder: checked before any data are loaded or generated."""
+    path = weights_file(config.model.backbone, config.model.backbone_weights)
+    if path is None or path.is_file():
+        return
+    what = "is a folder, not a weights file" if path.is_dir() else "does not exist"
+    raise ConfigError(
+        f"model.backbone_weights: {path} {what} (a file saved with torch.save, e.g. by `fsvid convert`, or a "
+        f"named set of weights such as imagenet / IMAGENET1K_V1 for {config.model.backbone})"
+    )
 
 
 def build_model(config: RunConfig, n_global: int | None = None) -> FewShotModel:

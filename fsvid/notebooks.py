@@ -60,7 +60,7 @@ from typing import Any
 
 import yaml
 
-from fsvid.config import RunConfig, load_config
+from fsvid.config import RunConfig, load_config, read_yaml_file
 from fsvid.paths import fsvid_home
 
 #: The marker of cells whose output nbval compares (``pytest --nbval-lax``).
@@ -152,10 +152,7 @@ def read_parameters(source: Mapping[str, Any] | str | Path | None) -> dict[str, 
         path = notebooks_dir() / path
     if not path.is_file():
         raise FileNotFoundError(f"parameter file {path} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        raise ValueError(f"parameter file {path} is not valid YAML: {error}") from error
+    data = read_yaml_file(path, what="parameter file")  # names the file and line of bad YAML or bytes
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -316,6 +313,8 @@ def default_output_dir() -> Path:
 def _check_output_dir(output_dir: Path) -> None:
     source = notebooks_dir().resolve()
     resolved = output_dir.resolve()
+    if output_dir.exists() and not output_dir.is_dir():
+        raise ValueError(f"output_dir {output_dir} is a file; give the folder for the executed notebooks")
     if resolved == source or source in resolved.parents:
         raise ValueError(
             f"output_dir {output_dir} is inside {source}: executed notebooks must go elsewhere "
@@ -422,8 +421,21 @@ def run_notebook(
     finally:
         translators.setLevel(translators_level)
         papermill_logger.removeFilter(_drop_unknown_parameter_warnings)
-    metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
-    return NotebookRun(executed, metrics, params, time.time() - started)
+    return NotebookRun(executed, read_metrics(metrics_file), params, time.time() - started)
+
+
+def read_metrics(path: Path) -> dict[str, Any]:
+    """The metrics a notebook saved in ``path`` (``{}`` when it saved none); a damaged file is
+    a ``ValueError`` naming it."""
+    if not path.is_file():
+        return {}
+    try:
+        metrics = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"the notebook's metrics file {path} is damaged ({error})") from None
+    if not isinstance(metrics, dict):
+        raise ValueError(f"the notebook's metrics file {path} holds a {type(metrics).__name__}, not a mapping")
+    return metrics
 
 
 # ----------------------------------------------------------------------------- committed outputs
@@ -438,8 +450,11 @@ def clear_outputs(path: str | Path, keep_checked: bool = True) -> bool:
     import nbformat
 
     path = Path(path)
-    before = path.read_text()
-    notebook = nbformat.reads(before, as_version=4)
+    before = path.read_text(encoding="utf-8")
+    try:
+        notebook = nbformat.reads(before, as_version=4)
+    except Exception as error:  # nbformat's NotJSONError, a ValidationError, ...
+        raise ValueError(f"{path} is not a notebook fsvid can read ({type(error).__name__}: {error})") from None
     for cell in notebook.cells:
         cell.metadata.pop("papermill", None)
         cell.metadata.pop("execution", None)
@@ -508,7 +523,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     refresh = commands.add_parser("refresh", help="execute in place, then clear (stores checked outputs)")
     refresh.add_argument("paths", nargs="+")
     args = parser.parse_args(argv)
+    try:
+        return _run_command(args)
+    except KeyboardInterrupt:
+        print(f"python -m fsvid.notebooks {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except (FileNotFoundError, ValueError, RuntimeError, OSError) as error:  # NotebookError is a RuntimeError
+        print(f"python -m fsvid.notebooks {args.command}: error: {error}", file=sys.stderr)
+        return 1
 
+
+def _run_command(args: argparse.Namespace) -> int:
     if args.command == "list":
         for notebook in list_notebooks():
             print(f"{notebook.stem}: {notebook_parameters(notebook)}")

@@ -16,7 +16,8 @@ def fsvid_home() -> Path:
 
 
 def default_synthetic_root() -> Path:
-    """Where the default synthetic dataset is generated (``$FSVID_HOME/synthetic``)."""
+    """Where the default synthetic datasets are generated (``$FSVID_HOME/synthetic``, one
+    folder per set of settings: :func:`fsvid.engine.data.synthetic_root`)."""
     return fsvid_home() / "synthetic"
 
 

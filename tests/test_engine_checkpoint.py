@@ -95,14 +95,28 @@ def test_load_checkpoint_errors_name_the_file(tmp_path):
     truncated = tmp_path / "truncated.pt"
     atomic_save(checkpoint(1.0), truncated)
     truncated.write_bytes(truncated.read_bytes()[:200])
-    with pytest.raises(RuntimeError, match="could not read checkpoint .*truncated.pt"):
+    with pytest.raises(RuntimeError, match="not a checkpoint fsvid can read safely: .*truncated.pt .*damaged"):
         load_checkpoint(truncated)
+    with pytest.raises(RuntimeError, match=f"{tmp_path} is a folder, not a checkpoint file"):
+        load_checkpoint(tmp_path)
     foreign = tmp_path / "released.pth"
     torch.save({"model_state_dict": {"w": torch.zeros(2)}}, foreign)
     with pytest.raises(RuntimeError, match="not an fsvid checkpoint.*fsvid convert"):
         load_checkpoint(foreign)
     model_only = atomic_save({"format": MODEL_FORMAT, "model": {}}, tmp_path / "best.pt")
     assert load_checkpoint(model_only)["format"] == MODEL_FORMAT
+
+
+def test_a_checkpoint_holding_python_objects_is_refused_without_unpickling_advice(tmp_path):
+    from fractions import Fraction  # any class outside torch's allow-list: unpickling it could run code
+
+    path = tmp_path / "pickled.pt"
+    torch.save({"format": MODEL_FORMAT, "model": {}, "extra": Fraction(1, 3)}, path)
+    with pytest.raises(RuntimeError) as caught:
+        load_checkpoint(path)
+    message = str(caught.value)
+    assert f"this is not a checkpoint fsvid can read safely: {path} (it holds Python objects" in message
+    assert "Fraction" in message and "weights_only=False" not in message and "weights_only" not in message
 
 
 def test_random_states_survive_a_checkpoint_file(tmp_path):

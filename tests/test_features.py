@@ -122,6 +122,49 @@ def test_feature_episodes_have_the_video_episodes_composition(data: dict) -> Non
             torch.testing.assert_close(torch.cat([b.support, b.query]), clips, rtol=2e-3, atol=2e-3)
 
 
+@pytest.mark.parametrize("train", [False, True], ids=["test view", "training views"])
+def test_one_class_query_sampling_gives_the_video_tasks_on_features(data: dict, train: bool) -> None:
+    """MASTAF's released sampler (queries of one class per task): the cached tasks are the video tasks."""
+    from fsvid.engine.features import feature_episodes
+
+    videos = EpisodeDataset.from_split(data["split"], data["root"] / "videos", train=train, query_sampling="one_class",
+                                       **SETTINGS)
+    for features in (FeatureEpisodeDataset.like(videos, data["cache"]), feature_episodes(videos, data["cache"], train)):
+        assert features.sampler.query_sampling == "one_class" and features.train == train
+        query_classes = set()
+        for index in range(20):
+            a, b = videos.task(index), features.task(index)
+            assert np.array_equal(a.classes, b.classes) and np.array_equal(a.support, b.support)
+            assert np.array_equal(a.query, b.query) and np.array_equal(a.query_rows, b.query_rows)
+            episode = features[index]
+            assert episode.query.shape == (1, FRAMES, DIM) and episode.support.shape == (6, FRAMES, DIM)  # not 3 queries
+            assert torch.equal(episode.query_labels, torch.from_numpy(a.query_labels))
+            assert episode.query_videos == [videos.videos[v].key for v in a.query.reshape(-1)]
+            assert {key.split("/")[0] for key in episode.query_videos} == {episode.class_names[a.query_rows[0]]}
+            query_classes.add(int(a.query_rows[0]))
+        assert query_classes == {0, 1, 2}  # the class that gets the queries varies from task to task
+    # the clips' episodes agree with the features' (labels and videos), not only the task lists
+    episodes = FeatureEpisodeDataset.like(videos, data["cache"])
+    clip_episode, feature_episode = videos[0], episodes[0]
+    assert torch.equal(clip_episode.query_labels, feature_episode.query_labels)
+    assert clip_episode.query_videos == feature_episode.query_videos
+    if train:  # a precomputed head reads the test view
+        return
+    # and a precomputed head scores the one-class queries against their own class
+    torch.manual_seed(5)
+    head = TRXHead(DIM, 8, FRAMES, cardinalities=(2, 3)).eval()
+    randomise_norms(head)
+    result = evaluate_precomputed(PrecomputedTRX(head, data["cache"]), episodes, tasks=range(8), tasks_per_batch=4,
+                                  progress=False)
+    for row in range(8):
+        episode = episodes[row]
+        with torch.no_grad():
+            predicted = head(episode.support, episode.support_labels, episode.query).logits.argmax(-1)  # (1,)
+        assert result.predicted[row].tolist() == episode.class_indices[predicted].tolist()
+        assert result.true_classes[row].tolist() == episode.query_class_indices.tolist()
+        assert result.accuracies[row] == float((predicted == episode.query_labels).float().mean())
+
+
 def test_training_episodes_pick_training_views_deterministically(data: dict) -> None:
     cache = data["cache"]
     train_videos = EpisodeDataset.from_split(data["split"], data["root"] / "videos", train=True, **SETTINGS)

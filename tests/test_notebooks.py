@@ -20,6 +20,7 @@ import yaml
 
 from fsvid import notebooks as nbs
 from fsvid.config import ConfigError, load_config, to_dict
+from fsvid.engine.data import time_reversed_pairs
 
 SERIES = [
     "00_quickstart",
@@ -301,11 +302,12 @@ def _parameters(name: str, tmp_path: Path) -> dict:
         "05_mastaf_attention_fusion": {"time": 1, "height": 2, "width": 2, "way": 2, "queries_per_class": 2, "n_global": 5,
                                        "interactive": True},
         "06_losses": {"way": 2, "shot": 1, "queries_per_class": 3, "frames": 2},
-        "07_training": {"overrides": TINY_TRAINING, "lr": 0.01, "name": "t07", "output_dir": str(tmp_path / "run")},
+        "07_training": {"preset": None, "overrides": TINY_TRAINING, "lr": 0.01, "name": "t07", "output_dir": str(tmp_path / "run"),
+                        "above_chance": None},  # 8 tasks learn nothing: no check
         "08_ablations": {
-            "base_parameters": {"overrides": TINY_TRAINING[:-5] + ["train.val_every=0", "eval.tasks=10"]},
+            "base_parameters": {"preset": None, "overrides": TINY_TRAINING[:-5] + ["train.val_every=0", "eval.tasks=10"]},
             "sweep": {"euclidean": [], "cosine": ["model.prototype_distance=cosine"]},
-            "sweep_dir": str(tmp_path / "sweep"),
+            "sweep_dir": str(tmp_path / "sweep"), "reversal_tasks": 2, "above_chance": None, "expect_better": [],
         },
         "09_visualisations": {"train_tasks": 4, "frames": 4, "crop": 32, "task_index": 1, "interactive": True},
     }[name]
@@ -342,6 +344,11 @@ def _check_metrics(name: str, metrics: dict, tmp_path: Path) -> None:
     elif name == "08_ablations":
         assert set(metrics["runs"]) == {"euclidean", "cosine"}
         assert all(run["test_tasks"] == 10 for run in metrics["runs"].values())
+        pairs = len(time_reversed_pairs(load_config(Path(metrics["runs"]["cosine"]["run_dir"]) / "config.yaml")))
+        assert pairs >= 1 and {n: r["tasks"] for n, r in metrics["reversal"].items()} == {"euclidean": 2 * pairs, "cosine": 2 * pairs}
+        other = ({"euclidean", "cosine"} - {metrics["reference"]}).pop()
+        assert set(metrics["paired"]) == {other} and set(metrics["paired"][other]) == {"test", "reversal"}
+        assert metrics["paired"][other]["reversal"]["tasks"] == 2 * pairs
         assert (tmp_path / "sweep" / "cosine" / "07_training.ipynb").is_file()
     elif name == "09_visualisations":
         assert metrics["task_index"] == 1 and metrics["cross_attention_shape"] == [3, 3, 4, 2, 2]
@@ -363,7 +370,8 @@ def test_notebook_runs_with_other_parameters(name: str, tmp_path: Path) -> None:
         assert not [o for o in outputs if o.output_type == "stream" and o.name == "stderr"]
         table = next(o.data["text/markdown"] for o in outputs if "text/markdown" in o.get("data", {}))
         header, _, reference, other = table.splitlines()
-        assert header.endswith(" (paired) |") and other.count("|") == header.count("|")  # the column of the second run
+        assert header.endswith(" (paired) |") and other.count("|") == header.count("|")  # the columns of the second run
+        assert "| reversed pairs (%) |" in header and header.endswith(" | reversed pairs vs cosine (paired) |")  # yaml sorts the sweep: cosine first
         assert "(no validation)" in reference and "-1.0" not in table  # validation is off in this sweep
     if _parameters(name, tmp_path).get("interactive"):
         widgets = [o for o in outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]

@@ -243,6 +243,36 @@ def test_a_failing_run_does_not_stop_the_sweep(tmp_path, monkeypatch):
     assert "out of memory" in rows[1]["status"] and rows[1]["accuracy"] == ""
 
 
+@pytest.mark.parametrize("name", ["summary.json", "eval_test.json"])
+def test_a_damaged_result_file_is_named_and_its_run_not_redone(tmp_path, monkeypatch, name):
+    calls: list[tuple[str, str]] = []
+    _fake_engine(monkeypatch, calls)
+    runs = plan({"strm_components": ["TRM", "STRM"]}, output=tmp_path)
+    run_sweep(runs, tmp_path / "r.csv", reversal_tasks=0, log=lambda *a: None)
+    damaged = runs[0].run_dir / name
+    damaged.write_bytes(damaged.read_bytes()[:10])  # cut short by a full disk
+    before = {p.name: p.read_bytes() for p in runs[0].run_dir.iterdir()}
+    with pytest.raises(ValueError, match=rf"{damaged} is damaged \(.*\); the sweep does not know whether"):
+        run_status(runs[0])
+    calls.clear()
+    lines: list[str] = []
+    rows = run_sweep(runs, tmp_path / "r.csv", reversal_tasks=0, log=lines.append)
+    assert calls == []  # neither trained nor evaluated again over what the folder holds
+    assert {p.name: p.read_bytes() for p in runs[0].run_dir.iterdir()} == before
+    assert rows[0]["status"].startswith("failed (ValueError: ") and str(damaged) in rows[0]["status"]
+    assert str(damaged) in lines[0] and rows[1]["status"] == "finished" and rows[1]["accuracy"] == 55.0
+
+
+def test_a_results_csv_that_is_not_utf8_is_named(tmp_path):
+    path = tmp_path / "results.csv"
+    path.write_bytes("sweep,variant,accuracy\nstrm,TRM,55\n".encode("utf-16"))
+    with pytest.raises(ValueError, match=rf"{path} is not a sweep results CSV: it is not UTF-8 text"):
+        read_csv(path)
+    with pytest.raises(ValueError, match=rf"{path} is not a sweep results CSV"):
+        write_rows(path, [{"sweep": "s", "variant": "v", "accuracy": 1.0}])
+    assert path.read_bytes() == "sweep,variant,accuracy\nstrm,TRM,55\n".encode("utf-16")
+
+
 def test_write_rows_merges_by_key(tmp_path):
     path = tmp_path / "results.csv"
     base = {"sweep": "s", "scale": "synthetic", "base": "p", "accuracy": 1.0}

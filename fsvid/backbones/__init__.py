@@ -32,11 +32,13 @@ in eval mode.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from fsvid.backbones.base import (
     IMAGENET_MEAN_STD,
     KINETICS_MEAN_STD,
+    NAMED_WEIGHT_ALIASES,
     OUTPUT_MODES,
     TRAINABLE_MODES,
     Normalization,
@@ -53,6 +55,28 @@ from fsvid.backbones.weights import read_state_dict, resolve_torchvision_weights
 
 BACKBONE_NAMES = ("resnet18", "resnet34", "resnet50", "vit_b_16", "r3d50", "r3d_18", "r2plus1d_18", "small_cnn",
                   *LITE_VARIANTS)
+
+
+#: Backbones whose torchvision model has named weights (``IMAGENET1K_V1``, ``KINETICS400_V1``).
+_TORCHVISION_ARCHS = ("resnet18", "resnet34", "resnet50", "vit_b_16", "r3d_18", "r2plus1d_18")
+
+
+def weights_file(name: str, weights: Any) -> Path | None:
+    """The local file that ``weights`` names for backbone ``name``, or ``None`` when it names
+    no file (``None``, a state dict, a named set of weights such as ``"imagenet"`` or
+    ``"IMAGENET1K_V1"``). Lets a caller check the file before hours of data loading."""
+    if not isinstance(weights, (str, Path)):
+        return None
+    if isinstance(weights, str):
+        if weights.lower() in NAMED_WEIGHT_ALIASES:
+            return None
+        if name in _TORCHVISION_ARCHS:
+            try:
+                if resolve_torchvision_weights(name, weights) is not None:
+                    return None
+            except ValueError:  # a name that does not fit (the builder explains): not a file
+                return None
+    return Path(weights).expanduser()
 
 
 def build_backbone(
@@ -124,5 +148,6 @@ __all__ = [
     "packaged_weights_file",
     "read_state_dict",
     "resolve_torchvision_weights",
+    "weights_file",
     "shape_output",
 ]

@@ -56,15 +56,17 @@ def strip_wrapper_names(key: str) -> str:
     return ".".join(part for part in key.split(".") if part not in _WRAPPER_NAME_PARTS)
 
 
-def load_tensors_file(path: str | Path, what: str = "checkpoint") -> Any:
-    """``torch.load(path, weights_only=True)`` on CPU, or ``ValueError`` saying "this is not a
+def load_tensors_file(path: str | Path, what: str = "checkpoint", map_location: Any = "cpu") -> Any:
+    """``torch.load(path, weights_only=True)`` (on CPU by default), or ``ValueError`` saying "this is not a
     ``what`` fsvid can read safely: PATH" and why (a pickle of Python objects other than
     tensors, numbers, strings, lists and dicts, which could run code; a damaged file; not a
     torch file at all). Never falls back to full unpickling."""
+    if Path(path).is_file() and Path(path).stat().st_size == 0:
+        raise ValueError(f"this is not a {what} fsvid can read safely: {path} (an empty file)")
     try:
         with warnings.catch_warnings():  # torch warns about the pickle protocol of plain pickles
             warnings.filterwarnings("ignore", message="Detected pickle protocol")
-            return torch.load(path, map_location="cpu", weights_only=True)
+            return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # UnpicklingError, RuntimeError (bad zip), EOFError, ...
         lines = [line.strip() for line in str(error).splitlines() if line.strip()]
         objects = next((line for line in lines if "GLOBAL" in line or "Unsupported global" in line), None)

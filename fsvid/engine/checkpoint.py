@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from fsvid.backbones.weights import load_tensors_file
 from fsvid.files import WriteError, atomic_write, atomic_write_text, remove_stale_temporaries
 
 #: ``format`` entry of a training checkpoint (``last.pt``: everything needed to resume).
@@ -68,15 +69,18 @@ def atomic_save(obj: Any, path: str | Path) -> Path:
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint safely (``weights_only=True``), with a clear error when it is missing
-    or unreadable."""
+    """Load a checkpoint safely (``weights_only=True``, never full unpickling), with a clear
+    error when it is missing, a folder, damaged or holds Python objects (the message says
+    "this is not a checkpoint fsvid can read safely: PATH (why)")."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a folder, not a checkpoint file (give a run folder's best.pt or last.pt)")
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as error:  # a truncated or foreign file
-        raise CheckpointError(f"could not read checkpoint {path}: {error}") from error
+        checkpoint = load_tensors_file(path, "checkpoint", map_location=map_location)
+    except ValueError as error:  # a truncated or foreign file, or pickled objects
+        raise CheckpointError(str(error)) from None
     if not isinstance(checkpoint, dict) or checkpoint.get("format") not in (TRAINING_FORMAT, MODEL_FORMAT):
         found = checkpoint.get("format") if isinstance(checkpoint, dict) else type(checkpoint).__name__
         raise CheckpointError(

@@ -1,7 +1,7 @@
 """From a run configuration to episode datasets: where the videos and split lists are.
 
-- ``data.dataset: synthetic`` uses the generated dataset (``$FSVID_HOME/synthetic`` unless
-  ``data.root`` says otherwise), generating it on first use;
+- ``data.dataset: synthetic`` uses the generated dataset (``data.root``, or by default one folder
+  per set of settings under ``$FSVID_HOME/synthetic``), generating it on first use;
 - any other dataset reads videos or frame folders under ``data.root`` and the split lists
   ``{train,val,test}list<split_id>.txt`` in ``data.split_dir`` (default ``<root>/splits`` when
   it exists, else ``$FSVID_HOME/splits/<dataset>``, where ``data_scripts/get_splits.py`` puts
@@ -49,19 +49,37 @@ def synthetic_config(config: RunConfig):
     )
 
 
+def synthetic_root(config: RunConfig) -> Path:
+    """The synthetic dataset's folder: ``data.root``, or one folder per set of settings under
+    ``$FSVID_HOME/synthetic`` (:func:`~fsvid.data.synthetic.dataset.settings_folder_name`), so
+    that a run with other settings never regenerates videos another run is reading. A dataset
+    of the same settings directly in ``$FSVID_HOME/synthetic`` (where fsvid generated it before
+    it kept one folder per settings) is used as it is."""
+    from fsvid.data.synthetic.dataset import dataset_settings, settings_folder_name, stored_settings
+
+    if config.data.root:
+        return Path(config.data.root).expanduser()
+    settings = synthetic_config(config)
+    parent = default_synthetic_root()
+    legacy = parent / "dataset.json"
+    if legacy.is_file():
+        try:
+            if stored_settings(legacy) == dataset_settings(settings):
+                return parent
+        except ValueError:  # a damaged old description: not used, not touched
+            pass
+    return parent / settings_folder_name(settings)
+
+
 def locate_data(config: RunConfig, generate: bool = True, progress: bool = True) -> DataLocation:
     """Find (and for the synthetic dataset, generate when missing) the run's data."""
     data = config.data
     if data.dataset == "synthetic":
         from fsvid.data.synthetic import generate_synthetic_dataset
 
-        root = Path(data.root).expanduser() if data.root else default_synthetic_root()
-        if generate:
-            # the default root holds derived data that fsvid manages: regenerate it when the
-            # settings (or the generator) changed; a root the user chose is never overwritten
-            generate_synthetic_dataset(
-                root, synthetic_config(config), progress=progress, overwrite=data.root is None
-            )
+        root = synthetic_root(config)
+        if generate:  # nothing is deleted: other settings live in another folder
+            generate_synthetic_dataset(root, synthetic_config(config), progress=progress)
         elif not (root / "dataset.json").exists():
             raise FileNotFoundError(
                 f"no synthetic dataset at {root}; generate it with `fsvid synthetic {root}`"
@@ -152,7 +170,7 @@ def time_reversed_pairs(config: RunConfig, split: str = "test") -> list[tuple[st
     """The synthetic dataset's time-reversed class pairs within ``split`` (empty otherwise)."""
     if config.data.dataset != "synthetic":
         return []
-    root = Path(config.data.root).expanduser() if config.data.root else default_synthetic_root()
+    root = synthetic_root(config)
     path = root / "dataset.json"
     try:
         classes = json.loads(path.read_text(encoding="utf-8"))["classes"]

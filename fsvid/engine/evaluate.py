@@ -10,6 +10,7 @@ fingerprint (a SHA-256 over the videos of every task, in order).
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,10 +70,15 @@ class EvalResult:
 
     def save(self, directory: str | Path, stem: str) -> Path:
         """``<stem>.json`` (summary) and ``<stem>_tasks.npy`` (per-task accuracies, for pairing),
-        both written atomically; returns the JSON path."""
+        both written atomically, the JSON last with the SHA-256 of the ``.npy`` file, so that a
+        command stopped between the two (Ctrl-C) leaves a pair that :meth:`load` refuses rather
+        than new accuracies under an old summary; returns the JSON path."""
         directory = Path(directory)
-        atomic_write(directory / f"{stem}_tasks.npy", lambda handle: np.save(handle, self.task_accuracies))
-        return atomic_write_text(directory / f"{stem}.json", json.dumps(self.to_json(), indent=2))
+        buffer = io.BytesIO()
+        np.save(buffer, self.task_accuracies)
+        atomic_write(directory / f"{stem}_tasks.npy", lambda handle: handle.write(buffer.getvalue()))
+        summary = {**self.to_json(), "tasks_file_sha256": hashlib.sha256(buffer.getvalue()).hexdigest()}
+        return atomic_write_text(directory / f"{stem}.json", json.dumps(summary, indent=2))
 
     @classmethod
     def load(cls, directory: str | Path, stem: str) -> EvalResult:
@@ -100,6 +106,10 @@ class EvalResult:
                 isinstance(expected, int) and len(accuracies) != expected):
             raise ValueError(f"per-task accuracies {tasks_path} hold a {accuracies.dtype} array of shape "
                              f"{accuracies.shape}, expected {expected} numbers (as {path.name} says); {again}")
+        checksum = data.get("tasks_file_sha256")  # absent from results written before it was recorded
+        if checksum is not None and hashlib.sha256(tasks_path.read_bytes()).hexdigest() != checksum:
+            raise ValueError(f"per-task accuracies {tasks_path} are not those of {path.name} (an evaluation stopped "
+                             f"between writing the two files, or one was copied from elsewhere); {again}")
         return cls(
             task_accuracies=accuracies,
             accuracy=mean_and_ci(accuracies),

@@ -35,7 +35,7 @@ from fsvid.engine.features import (
     split_cache,
 )
 from fsvid.engine.metrics import PairedDifference, paired_difference
-from fsvid.models import FewShotModel, build_model
+from fsvid.models import FewShotModel, build_model, check_backbone_weights
 from fsvid.paths import default_runs_root
 
 
@@ -64,7 +64,10 @@ def _load_model(path: Path, device: str | torch.device) -> tuple[FewShotModel, R
         raise CheckpointError(f"{path} lacks {' and '.join(missing)}: it is not a checkpoint written by fsvid train")
     check_finite_weights(checkpoint, path, "its scores would mean nothing; use the other checkpoint or train again")
     config = from_dict(RunConfig, checkpoint["config"])
-    model = build_model(config, n_global=checkpoint.get("n_global"))
+    # the checkpoint holds every weight: the run's starting weights (model.backbone_weights, a
+    # file that may have moved since, or a download) are not read again
+    unweighted = dataclasses.replace(config, model=dataclasses.replace(config.model, backbone_weights=None))
+    model = build_model(unweighted, n_global=checkpoint.get("n_global"))
     check_state_dict_matches(model, checkpoint["model"], str(path))
     model.load_state_dict(checkpoint["model"])
     return model.to(device).eval(), config, checkpoint
@@ -106,6 +109,11 @@ def evaluate_run(
     under ``torchrun``, where the tasks are shared among the processes).
     """
     run = Path(run).expanduser()
+    if run.is_file() and run.name in ("best.pt", "last.pt") and which in (None, run.stem):
+        run, which = run.parent, run.stem  # a run folder's own checkpoint: its results go to that folder
+    elif run.is_file():
+        raise ValueError(f"{run} is a file, not a run folder: evaluate a run folder (fsvid evaluate RUN_DIR, "
+                         "--checkpoint best or last); a checkpoint elsewhere goes into a run folder as best.pt")
     if not run.is_dir():
         raise FileNotFoundError(f"no run folder {run}")
     if split not in ("train", "val", "test"):
@@ -149,6 +157,7 @@ def evaluate_config(
             f"{run_dir(config)} holds a trained run ({', '.join(trained)}): saving an untrained evaluation there would "
             f"overwrite its config.yaml and eval_{split}.json; give the untrained model another name= or output_dir="
         )
+    check_backbone_weights(config)  # before the data are generated or indexed
     device = resolve_device(config.train.device)
     location = locate_data(config, generate=True, progress=progress)
     torch.manual_seed(config.train.seed)
@@ -220,6 +229,8 @@ def build_run_cache(
     """
     if run is not None:  # the run's own configuration says where its data are (``config`` is not used)
         model, config = load_trained_model(run, which, "cpu")
+    else:
+        check_backbone_weights(config)  # before the data are generated or indexed
     device = resolve_device(config.train.device)
     location = locate_data(config, generate=True, progress=progress)
     if run is not None:

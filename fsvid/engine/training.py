@@ -82,7 +82,7 @@ from fsvid.engine.evaluate import EvalResult, evaluate_model
 from fsvid.engine.lock import RunFolderBusy, RunFolderLock
 from fsvid.engine.runs import run_dir
 from fsvid.heads import HeadOutput
-from fsvid.models import build_model, prediction_scores
+from fsvid.models import build_model, check_backbone_weights, prediction_scores
 
 #: Columns of ``metrics.csv``. Accuracies and intervals are in percentage points; ``loss`` is
 #: the mean task loss of the step; ``lr`` the learning rate the step used.
@@ -499,6 +499,7 @@ def open_run(
     """The checkpoint to resume (if any), the tasks, the model and its optimiser; only when
     all of them are ready, the run folder's files (see :func:`start_files`)."""
     started = time.time()
+    check_backbone_weights(config)  # before minutes of data loading or generation
     show = progress and ddp.main
     files = RunFiles(run_dir(config), enabled=ddp.main)
     if ddp.main:

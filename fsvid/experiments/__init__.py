@@ -7,6 +7,10 @@ Modules, each importing only those above it:
   expansion into planned runs at the synthetic or the full scale;
 - :mod:`~fsvid.experiments.results`: the results CSV (columns, reading, merging rows in);
 - :mod:`~fsvid.experiments.running`: training and evaluating planned runs, skipping what is done;
+- :mod:`~fsvid.experiments.claims`: the papers' claims (A > B) as data, the interval over seeds
+  and test tasks, the verdict rule, the rows of ``results/claims.csv``;
+- :mod:`~fsvid.experiments.reproduction`: the claims protocol of ``results/PROTOCOL.md``
+  (tuning on validation tasks, the seeds' runs, claims.csv and claims.md);
 - :mod:`~fsvid.experiments.drawing`: matplotlib set-up shared by the figures;
 - :mod:`~fsvid.experiments.paper_figures`: each table and figure in the paper's form;
 - :mod:`~fsvid.experiments.analysis`: the analysis figures of trained runs (``draw_analysis``);

@@ -6,7 +6,9 @@
     fsvid sweep show strm_cardinalities --scale full  # the runs it expands to, and their status
     fsvid sweep run strm_components strm_shots        # synthetic scale, CPU
     fsvid sweep run strm_cardinalities --scale full --base strm_kinetics   # Table 2, Kinetics
-    fsvid sweep reproduce                             # the committed synthetic results + figures
+    fsvid sweep reproduce                             # the claims protocol (results/PROTOCOL.md)
+    fsvid sweep claims --tune-only                    # its step 1 only: learning rates on validation tasks
+    fsvid sweep figures                               # the per-sweep synthetic results + figures (one seed)
     fsvid sweep analysis --out results/               # the analysis figures of trained runs
     fsvid sweep plot --csv results/results.csv --out results/
 """
@@ -79,7 +81,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--progress", action="store_true", help="progress bars of training and evaluation")
     _add_plan_arguments(p)
 
-    p = commands.add_parser("reproduce", help="the committed synthetic-scale reproduction, then its figures")
+    for name, text in (("claims", "the claims protocol of results/PROTOCOL.md: tuning, runs, claims.csv"),
+                       ("reproduce", "the same as `claims`: the committed reproduction")):
+        p = commands.add_parser(name, help=text)
+        p.add_argument("--output", type=Path, default=None,
+                       help="folder of the protocol's run folders (default $FSVID_HOME/sweeps/claims)")
+        p.add_argument("--results", type=Path, default=Path("results"),
+                       help="folder of claims.csv, claims.md and hyperparameters.json")
+        p.add_argument("--tune-only", action="store_true", help="only step 1 (learning rates on validation tasks)")
+        p.add_argument("--jobs", type=int, default=2, help="runs at a time, one process and torch thread each")
+        p.add_argument("--progress", action="store_true")
+
+    p = commands.add_parser("figures", help="the per-sweep synthetic runs (one seed), results.csv and its figures")
     p.add_argument("--csv", type=Path, default=Path("results/results.csv"))
     p.add_argument("--figures", type=Path, default=Path("results"), help="folder for the PNG figures")
     p.add_argument("--reversal-tasks", type=int, default=SYNTHETIC_REVERSAL_TASKS)
@@ -135,9 +148,16 @@ def _dispatch(args: argparse.Namespace) -> int:
         for path in draw_all(args.csv, args.out, dpi=args.dpi):
             print(path)
         return 0
-    if args.command == "reproduce":
+    if args.command in ("claims", "reproduce"):
+        from fsvid.experiments.reproduction import run_protocol
+
+        root = Path(args.output).expanduser() if args.output is not None else default_output("synthetic", "claims")
+        for path in run_protocol(root, args.results, progress=args.progress, tune_only=args.tune_only, jobs=args.jobs):
+            print(path)
+        return 0
+    if args.command == "figures":
         if args.scale != "synthetic":
-            raise ValueError("reproduce is the synthetic-scale reproduction; use `run` with --scale full")
+            raise ValueError("figures is the synthetic-scale reproduction; use `run` with --scale full")
         selection: Mapping[str, Any] = SYNTHETIC_REPRODUCTION
     else:
         names = [item for item in args.items if "=" not in item and "." not in item]
@@ -156,7 +176,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     started = time.time()
     run_sweep(planned, csv_path, args.reversal_tasks, args.progress)
     print(f"results: {csv_path} ({time.time() - started:.0f} s)")
-    if args.command == "reproduce":
+    if args.command == "figures":
         from fsvid.experiments.paper_figures import draw_all
 
         for path in draw_all(csv_path, args.figures, dpi=FIGURE_DPI):

@@ -251,7 +251,7 @@ SWEEPS: dict[str, Sweep] = {
     )
 }
 
-#: The committed synthetic-scale reproduction (``fsvid sweep reproduce``): sweep -> variants
+#: The per-sweep synthetic-scale runs of ``fsvid sweep figures`` (one seed): sweep -> variants
 #: (``None``: all of the sweep's synthetic variants). Identical configurations run once.
 SYNTHETIC_REPRODUCTION: dict[str, tuple[str, ...] | None] = {
     "strm_table1": None,

@@ -55,14 +55,21 @@ NUMERIC_FIELDS = (
 def read_csv(path: str | Path) -> list[dict[str, str]]:
     """The rows of a results CSV as dicts of strings (``[]`` when the file does not exist)."""
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder, not a sweep results CSV")
     if not path.is_file():
         return []
-    with path.open(newline="") as handle:
-        reader = csv.DictReader(handle)
-        missing = [f for f in ("sweep", "variant", "accuracy") if f not in (reader.fieldnames or [])]
-        if missing:
-            raise ValueError(f"{path} is not a sweep results CSV: it lacks the column(s) {', '.join(missing)}")
-        return list(reader)
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            missing = [f for f in ("sweep", "variant", "accuracy") if f not in (reader.fieldnames or [])]
+            if missing:
+                raise ValueError(f"{path} is not a sweep results CSV: it lacks the column(s) {', '.join(missing)}")
+            return list(reader)
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path} is not a sweep results CSV: it is not UTF-8 text ({error})") from None
+    except csv.Error as error:
+        raise ValueError(f"{path} is not a sweep results CSV: {error}") from None
 
 
 def _row_key(row: Mapping[str, Any]) -> tuple[str, ...]:

@@ -29,10 +29,22 @@ SYNTHETIC_REVERSAL_TASKS = 30
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
+    """The JSON object in ``path``, or ``None`` when the file does not exist.
+
+    A damaged file is refused rather than taken for a missing one: a sweep that took it for
+    missing would train or evaluate that run again over what is in its folder."""
     try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+        content = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
         return None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(
+            f"{path} is damaged ({error}); the sweep does not know whether that run is done. Look at the file: "
+            f"restore it, or delete it to have the sweep redo that step (nothing else in {path.parent} is touched)"
+        ) from None
+    if not isinstance(content, dict):
+        raise ValueError(f"{path} holds a {type(content).__name__}, not the JSON object fsvid writes there")
+    return content
 
 
 def training_finished(run_dir: Path, config: RunConfig) -> bool:
@@ -133,9 +145,10 @@ def result_row(run: PlannedRun) -> dict[str, Any]:
     """The CSV row of a run (from its folder's ``summary.json``, ``eval_test.json`` and
     ``eval_reversal.json``; empty cells for what is missing)."""
     directory, config = run.run_dir, run.config
-    summary = _read_json(directory / "summary.json") or {}
-    evaluation = _read_json(directory / "eval_test.json") or {}
-    reversal = _read_json(directory / "eval_reversal.json") or {}
+    damaged: list[str] = []
+    summary, evaluation, reversal = (
+        _read_json_for_row(directory / name, damaged) for name in ("summary.json", "eval_test.json", "eval_reversal.json")
+    )
     value = published(run.sweep, config.data.dataset, run.variant)
     row = {
         "sweep": run.sweep,
@@ -156,7 +169,7 @@ def result_row(run: PlannedRun) -> dict[str, Any]:
         "best_val_accuracy": summary.get("best_val_accuracy", ""),
         "train_tasks": summary.get("tasks", ""),
         "train_seconds": summary.get("seconds", ""),
-        "status": summary.get("status", "not run"),
+        "status": f"damaged {', '.join(damaged)}" if damaged else summary.get("status", "not run"),
         "run_dir": short_path(directory),
         "shared_with": run.shared_with,
         "overrides": " ".join(run.overrides),
@@ -167,6 +180,15 @@ def result_row(run: PlannedRun) -> dict[str, Any]:
         if isinstance(row[key], float):
             row[key] = round(row[key], 4)
     return row
+
+
+def _read_json_for_row(path: Path, damaged: list[str]) -> dict[str, Any]:
+    """:func:`_read_json` for a CSV row: a damaged file gives empty cells and its name in ``damaged``."""
+    try:
+        return _read_json(path) or {}
+    except ValueError:
+        damaged.append(path.name)
+        return {}
 
 
 def run_sweep(

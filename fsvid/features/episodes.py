@@ -27,9 +27,9 @@ class FeatureEpisodeDataset(Dataset):
     ``query`` (C*Q, *feature_shape) float32 features.
 
     Task ``i`` is ``TaskSampler(cache videos, cache classes, way, shot, query, seed,
-    query_sampling).task(i)``, the composition :class:`fsvid.data.EpisodeDataset` gives for
-    the same video list, seed and query sampling. ``train=False`` reads the test view (view 0);
-    ``train=True`` picks for every video
+    query_sampling).task(i)``, the composition :class:`fsvid.data.EpisodeDataset` gives for the
+    same video list, seed and query sampling (``one_class``: the Q queries of one class of the
+    task, ``query`` (Q, *feature_shape)). ``train=False`` reads the test view (view 0); ``train=True`` picks for every video
     one of the training views ``1..train_views``, drawn from
     ``numpy.random.default_rng([seed, i, 1])`` (supports first, then queries), which needs a
     cache built with ``train_views >= 1``.
@@ -64,7 +64,7 @@ class FeatureEpisodeDataset(Dataset):
     def like(
         cls, dataset: EpisodeDataset, cache: FeatureCache | str | os.PathLike, num_tasks: int | None = None
     ) -> FeatureEpisodeDataset:
-        """The feature twin of ``dataset``: same way, shot, query, train, seed (and
+        """The feature twin of ``dataset``: same way, shot, query, query sampling, train, seed (and
         ``num_tasks`` unless given); checks that the cache holds exactly its videos and classes."""
         cache = cache if isinstance(cache, FeatureCache) else FeatureCache(cache)
         keys = [v.key for v in dataset.videos]
@@ -104,8 +104,8 @@ class FeatureEpisodeDataset(Dataset):
         return Episode(
             support=features[: support_videos.size],  # (C*K, *feature_shape)
             support_labels=torch.arange(self.way).repeat_interleave(self.shot),  # (C*K,)
-            query=features[support_videos.size :],  # (C*Q, *feature_shape)
-            query_labels=torch.from_numpy(task.query_labels),  # (C*Q,), or (Q,) of one class
+            query=features[support_videos.size :],  # (C*Q, *feature_shape), or (Q, ...) of one class
+            query_labels=torch.from_numpy(task.query_labels),  # (C*Q,), or (Q,)
             class_names=[self.class_names[c] for c in task.classes],
             class_indices=torch.from_numpy(task.classes),  # (C,)
             support_videos=[keys[v] for v in support_videos],
@@ -115,6 +115,8 @@ class FeatureEpisodeDataset(Dataset):
 
     def __repr__(self) -> str:
         mode = "train" if self.train else "test"
-        return (f"FeatureEpisodeDataset({mode}, {self.way}-way {self.shot}-shot, {self.query} queries/class, "
+        queries = f"{self.query} queries/class" if self.sampler.query_sampling == "per_class" else \
+            f"{self.query} queries of one class"
+        return (f"FeatureEpisodeDataset({mode}, {self.way}-way {self.shot}-shot, {queries}, "
                 f"{self.num_tasks} tasks, seed={self.seed}, {self.cache!r})")
 

@@ -57,12 +57,12 @@ def evaluate_precomputed(
     for first in range(0, len(tasks), tasks_per_batch):
         compositions = [dataset.task(i) for i in tasks[first : first + tasks_per_batch]]
         support = np.stack([t.support for t in compositions])  # (tasks, way, shots)
-        query = np.stack([t.query.reshape(-1) for t in compositions])  # (tasks, way*queries), class by class
+        query = np.stack([t.query.reshape(-1) for t in compositions])  # (tasks, queries), class by class
         output = scorer(support, query)
         scores = output.extras.get("test_logits", output.logits)  # (tasks, queries, way)
         columns = scores.float().argmax(-1).cpu().numpy()  # (tasks, queries) task labels
         classes = np.stack([t.classes for t in compositions])  # (tasks, way)
-        labels = np.stack([t.query_labels for t in compositions])  # (tasks, queries) task labels
+        labels = np.stack([t.query_labels for t in compositions])  # (tasks, queries): all of one class (one_class)
         predicted.append(np.take_along_axis(classes, columns, axis=1))
         true_classes.append(np.take_along_axis(classes, labels, axis=1))
         bar.update(len(compositions))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -16,6 +17,8 @@ from fsvid.data.synthetic.motions import CLASS_INDEX, SYNTHETIC_CLASSES
 from fsvid.data.synthetic.render import render_clip, video_rng
 
 SPLIT_FILES = {"train": "trainlist01.txt", "val": "vallist01.txt", "test": "testlist01.txt"}
+#: Written in the root while a dataset is being generated (its settings), removed once ``dataset.json`` is.
+GENERATING = ".generating.json"
 
 
 def _video_id(class_name: str, index: int) -> str:
@@ -77,6 +80,31 @@ def _describe_mismatch(stored: dict[str, Any], wanted: dict[str, Any]) -> str:
                      for k in keys if stored.get(k) != wanted.get(k))
 
 
+def dataset_settings(config: SyntheticConfig) -> dict[str, Any]:
+    """What decides the files of a dataset: the generator version and ``config``."""
+    return {"generator_version": GENERATOR_VERSION, **config.to_dict()}
+
+
+def settings_folder_name(config: SyntheticConfig) -> str:
+    """A folder name that changes with every setting (and the generator version), readable in
+    front: ``48c-24v-24f-80px-seed0-<hash>``. Datasets of different settings never share a folder."""
+    text = json.dumps(dataset_settings(config), sort_keys=True)
+    digest = hashlib.sha256(text.encode()).hexdigest()[:10]
+    count = len(config.classes) if config.classes else config.num_classes
+    return f"{count}c-{config.videos_per_class}v-{config.frames}f-{config.size}px-seed{config.seed}-{digest}"
+
+
+def stored_settings(meta_path: Path) -> dict[str, Any]:
+    """:func:`dataset_settings` as recorded in ``meta_path`` (a ``dataset.json``), or a
+    ``ValueError`` naming the file when it is damaged or is no synthetic dataset description."""
+    try:
+        stored_meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        return {"generator_version": stored_meta.get("generator_version"), **stored_meta["config"]}
+    except (ValueError, KeyError, TypeError, AttributeError) as err:  # JSONDecodeError, UnicodeDecodeError
+        raise ValueError(f"{meta_path} is not a synthetic dataset description ({type(err).__name__}: {err}); "
+                         "remove it or choose another root") from None
+
+
 def generate_synthetic_dataset(
     root: str | os.PathLike,
     config: SyntheticConfig = SyntheticConfig(),
@@ -96,16 +124,13 @@ def generate_synthetic_dataset(
 
     Returns ``root`` as a ``Path``.
     """
-    root = Path(root)
+    root = Path(root).expanduser()
     meta_path = root / "dataset.json"
-    wanted = {"generator_version": GENERATOR_VERSION, **config.to_dict()}
+    wanted = dataset_settings(config)
+    if root.exists() and not root.is_dir():
+        raise ValueError(f"{root} is a file, not a folder: give the folder to generate the synthetic dataset in")
     if meta_path.exists():
-        try:
-            stored_meta = json.loads(meta_path.read_text())
-            stored = {"generator_version": stored_meta.get("generator_version"), **stored_meta["config"]}
-        except (json.JSONDecodeError, KeyError, TypeError) as err:
-            raise ValueError(f"{meta_path} is not a synthetic dataset description ({err}); "
-                             "remove it or choose another root") from err
+        stored = stored_settings(meta_path)
         if stored == wanted:
             return root
         if not overwrite:
@@ -118,8 +143,10 @@ def generate_synthetic_dataset(
             shutil.rmtree(root / sub, ignore_errors=True)
         meta_path.unlink()
 
+    _refuse_foreign_files(root)
     classes = select_classes(config)
     root.mkdir(parents=True, exist_ok=True)
+    (root / GENERATING).write_text(json.dumps(wanted))  # these files are fsvid's, until dataset.json says so
     if workers is None:
         workers = min(os.cpu_count() or 1, 8)
     workers = max(1, min(workers, len(classes)))
@@ -164,4 +191,19 @@ def generate_synthetic_dataset(
     tmp = meta_path.with_suffix(".json.part")
     tmp.write_text(json.dumps(meta, indent=1))
     os.replace(tmp, meta_path)
+    (root / GENERATING).unlink()
     return root
+
+
+def _refuse_foreign_files(root: Path) -> None:
+    """Refuse to write into ``videos/``, ``frames/`` or ``splits/`` of a folder that holds them
+    without being an fsvid synthetic dataset (no ``dataset.json``, no interrupted generation):
+    a real benchmark's root, whose ``splits/trainlist01.txt`` the generator would overwrite."""
+    if (root / GENERATING).exists():  # an interrupted generation: redone over its own files
+        return
+    taken = [sub for sub in ("videos", "frames", "splits") if (root / sub).is_dir() and any((root / sub).iterdir())]
+    if taken:
+        raise ValueError(
+            f"{root} already holds {', '.join(f'{sub}/' for sub in taken)} but no synthetic dataset (no dataset.json): "
+            "it may be another dataset, whose files generating would overwrite; choose an empty or new folder"
+        )
