@@ -28,7 +28,7 @@ def test_evaluation_from_the_cache_matches_the_videos(reference_run, tmp_path, f
     # float16 features may flip a near tie, nothing more
     assert np.mean(from_cache.task_accuracies == from_videos.task_accuracies) >= 0.9
     assert from_cache.confusion.sum() == from_videos.confusion.sum() == 8 * 3
-    assert from_cache.meta["features"] == str(run / "cache")
+    assert from_cache.meta["cache"] == str(run / "cache")
     paired = compare_runs(run, run)  # eval_test.json of the cached evaluation against itself
     assert paired.difference.mean == 0.0
 
@@ -71,14 +71,14 @@ def test_default_evaluation_computes_each_video_once_and_matches_the_per_task_pa
     np.testing.assert_array_equal(once.task_accuracies, per_task.task_accuracies)
     np.testing.assert_array_equal(once.confusion, per_task.confusion)
     assert once.task_list == per_task.task_list
-    assert once.meta["features"] == "computed once, removed after"
+    assert once.meta["cache"] == "computed once, removed after"
     assert not (tmp_path / method / "eval_features").exists()
 
 
 def test_jittered_test_frames_are_evaluated_per_task(tiny_dataset, tmp_path, fsvid_home, one_thread):
     config = tiny_config(tiny_dataset, tmp_path / "jitter", "model.method=prototype", "data.test_sampling=jittered")
     result = evaluate_config(config, tasks=3, untrained=True, progress=False, save=False)
-    assert "features" not in result.meta and not (tmp_path / "jitter" / "eval_features").exists()
+    assert "cache" not in result.meta and not (tmp_path / "jitter" / "eval_features").exists()
     with pytest.raises(ConfigError, match="data.test_sampling=jittered draws other frames in every task"):
         evaluate_config(config, tasks=3, untrained=True, progress=False, save=False, cache="auto")
 
@@ -87,7 +87,7 @@ def test_a_frozen_backbone_keeps_its_evaluation_features(tiny_dataset, tmp_path,
     config = tiny_config(tiny_dataset, tmp_path / "frozen", "model.method=prototype", "model.trainable=none")
     first = evaluate_config(config, tasks=5, untrained=True, progress=False, save=False)
     kept = sorted((tmp_path / "frozen" / "eval_features").iterdir())
-    assert [p.name[:5] for p in kept] == ["test_"] and first.meta["features"] == str(tmp_path / "frozen" / "eval_features")
+    assert [p.name[:5] for p in kept] == ["test_"] and first.meta["cache"] == str(tmp_path / "frozen" / "eval_features")
     assert FeatureCache(kept[0]).dtype == "float32"
     again = evaluate_config(config, tasks=5, untrained=True, progress=False, save=False)
     np.testing.assert_array_equal(again.task_accuracies, first.task_accuracies)

@@ -192,7 +192,7 @@ def _evaluate(
     dataset = episode_dataset(config, split, tasks, config.eval.seed, False, location, show)
     if plan is not None:  # the split's features once, then the head on them
         result = evaluate_with_features(model, config, dataset, split, plan, show, device, ddp)
-        meta["features"] = str(plan.root) if plan.kept else "computed once, removed after"
+        meta["cache"] = str(plan.root) if plan.kept else "computed once, removed after"
     else:
         result = evaluate_model(
             model,
