@@ -43,7 +43,7 @@ PATCH_POOLS = ("max", "avg")
 NAMED_WEIGHT_ALIASES = ("imagenet", "kinetics", "kinetics400", "default")
 
 # Channel statistics for `normalize=`. The released TRX/STRM code feeds [0, 1] pixels
-# without normalising (METHODS.md), which is the default here (`normalize=None`).
+# without normalising (docs/methods.md), which is the default here (`normalize=None`).
 IMAGENET_MEAN_STD = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 KINETICS_MEAN_STD = ((0.43216, 0.394666, 0.37645), (0.22803, 0.22145, 0.216989))  # torchvision video models
 NORMALIZATIONS = {"imagenet": IMAGENET_MEAN_STD, "kinetics": KINETICS_MEAN_STD}

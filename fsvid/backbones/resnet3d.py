@@ -1,7 +1,7 @@
 """3D ResNets that see the clip as a whole: MASTAF's 3D ResNet-50, torchvision r3d_18 / r2plus1d_18.
 
 `ResNet3d` is the 3D ResNet of Hara et al. (3D-ResNets-PyTorch), the embedding network of
-MASTAF (METHODS.md), with the module names of that project's checkpoints
+MASTAF (docs/methods.md), with the module names of that project's checkpoints
 (`r3d50_K_200ep.pth`, `r3d50_KM_200ep.pth`, `r3d50_KMS_200ep.pth`: Kinetics-700, + Moments
 in Time, + STAIR-Actions; 700 / 1039 / 1139 classes in `fc`, which is ignored here):
 
@@ -18,7 +18,7 @@ ReLU -> `conv3` 1x1x1 (x4 channels) -> `bn3`, plus the shortcut, then ReLU. The 
 of each layer has a 'B' shortcut: `downsample.0` a strided 1x1x1 conv, `downsample.1` a
 BatchNorm. Sizes for 16 frames of 224 x 224: conv1 16x112x112, maxpool 8x56x56, layer2
 4x28x28, layer3 2x14x14, layer4 1x7x7, so the map is (2048, 1, 7, 7) and N = 49
-positions, as METHODS.md says. In general T' = ceil(L/16), h = ceil(H/32).
+positions, as docs/methods.md says. In general T' = ceil(L/16), h = ceil(H/32).
 
 `TorchvisionVideoResNet` wraps torchvision's r3d_18 (3D convolutions) and r2plus1d_18
 (each 3x3x3 conv split into a spatial 1x3x3 and a temporal 3x1x1 conv): stem stride

@@ -1,6 +1,6 @@
 """Few-shot tasks ("episodes"): which videos, and the clips read from them.
 
-A C-way K-shot task with Q queries per class (METHODS.md, "The few-shot task"):
+A C-way K-shot task with Q queries per class (docs/methods.md, "The task and how it is scored"):
 
 1. draw C distinct classes of the split;
 2. in each, draw K + Q distinct videos: the first K are the support, the other Q the queries

@@ -1,6 +1,6 @@
 """Accuracy, its 95% confidence interval, per-class accuracy and paired comparisons.
 
-METHODS.md: accuracy over N test tasks, reported as the mean and the 95% confidence interval
+docs/methods.md: accuracy over N test tasks, reported as the mean and the 95% confidence interval
 ``1.96 * std(task_acc) / sqrt(n_tasks)``, in percentage points. ``std`` is the population
 standard deviation (numpy's default, ``ddof=0``), as in the released code.
 

@@ -2,7 +2,7 @@
 
 Papers: STRM (Thatipelli et al., CVPR 2022; ResNet-50, 5-way 5-shot), TRX (Perrett et al.,
 CVPR 2021) and MASTAF (Liu et al., WACV 2023; appendix, 5-way 1-shot, where "SSv2-all" is the
-OTAM split); the numbers are also listed in METHODS.md. Only numbers the papers state are
+OTAM split). Only numbers the papers state are
 here. Variant names are those of the sweeps (:data:`fsvid.experiments.definitions.SWEEPS`),
 datasets the ``data.dataset`` names of the benchmarks.
 

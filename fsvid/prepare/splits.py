@@ -1,8 +1,8 @@
 """The standard few-shot split lists: fetch them, check them, find them.
 
 The five benchmarks every paper reports on are defined by three text files each (train /
-val / test), released in the TRX repository's ``splits/`` folder (METHODS.md, "Benchmarks
-and splits"). fsvid does not ship them: :func:`get_splits` downloads them from
+val / test), released in the TRX repository's ``splits/`` folder (their sizes are in the
+table below and in data_scripts/README.md). fsvid does not ship them: :func:`get_splits` downloads them from
 ``https://raw.githubusercontent.com/tobyperrett/trx/main/splits/<benchmark>/<file>`` or
 copies them from a local folder, and checks every file against the sha256 sums below, so a
 truncated download, a file edited by hand or a list from another release is caught before
@@ -63,7 +63,7 @@ class Benchmark:
     """One standard benchmark: its raw dataset, its three lists and their expected sizes.
 
     ``files`` maps the split name (``"train"``, ``"val"``, ``"test"``) to the file name in
-    the benchmark's folder; ``expected`` maps it to ``(classes, videos)`` (METHODS.md).
+    the benchmark's folder; ``expected`` maps it to ``(classes, videos)`` (the table above).
     """
 
     name: str
