@@ -128,10 +128,11 @@ def check_maps_give_output(backbone: nn.Module, frames: int, crop: int) -> None:
     backbone.eval()
     clip = torch.rand(1, frames, 3, crop, crop, generator=torch.Generator().manual_seed(0))
     clip = clip.to(next(backbone.parameters()).device)
+    form = OutputForm.of(backbone)
     try:
         direct = backbone(clip)
         with _output_form(backbone, "maps"):
-            derived = OutputForm.of(backbone).apply(backbone(clip))
+            derived = form.apply(backbone(clip))
     finally:
         backbone.train(was_training)
     if direct.shape != derived.shape or not torch.allclose(direct, derived, rtol=1e-4, atol=1e-5):
