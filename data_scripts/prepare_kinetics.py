@@ -12,4 +12,4 @@ import sys
 from fsvid.prepare.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main(["kinetics", *sys.argv[1:]]))
+    sys.exit(main(["kinetics", *sys.argv[1:]], script=sys.argv[0]))

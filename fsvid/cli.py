@@ -31,7 +31,7 @@ from typing import Any
 
 import yaml
 
-from fsvid.config import ConfigError, RunConfig, load_config, preset_names, to_dict
+from fsvid.config import ConfigError, RunConfig, load_config, preset_names, read_yaml_file, to_dict
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -60,8 +60,6 @@ def _load_run_config(source: str | None, overrides: list[str]) -> RunConfig:
         raise UsageError(str(error)) from error
     except FileNotFoundError as error:
         raise UsageError(f"{error}; --config takes a preset ({', '.join(preset_names())}) or a YAML file") from error
-    except yaml.YAMLError as error:
-        raise UsageError(f"{source} is not valid YAML: {error}") from error
 
 
 # ----------------------------------------------------------------------------- commands
@@ -170,7 +168,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     try:
         comparison = compare_runs(args.run_a, args.run_b, split=args.split)
-    except ValueError as error:  # different task lists: a usage problem, not a failure
+    except ValueError as error:  # different task lists or a damaged result file: a usage problem
         raise UsageError(str(error)) from error
     if args.json:
         print(json.dumps({
@@ -190,18 +188,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    import torch
-
+    from fsvid.backbones.weights import load_tensors_file
     from fsvid.convert import load_official_checkpoint, split_official_checkpoint
     from fsvid.engine.checkpoint import atomic_save
 
     config_path = Path(args.config)
     if not config_path.is_file():
         raise UsageError(f"--config {config_path} does not exist (a JSON or YAML file of the released sizes)")
-    try:
-        sizes = yaml.safe_load(config_path.read_text())
-    except yaml.YAMLError as error:
-        raise UsageError(f"{config_path} is not valid JSON/YAML: {error}") from error
+    sizes = read_yaml_file(config_path, what="--config")  # JSON is YAML
     if not isinstance(sizes, dict):
         raise UsageError(f"{config_path} must hold a mapping of sizes (e.g. L, D, Dout, temp_set), got {sizes!r}")
     head = load_official_checkpoint(args.checkpoint, args.method, sizes)
@@ -209,7 +203,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
     atomic_save(head.state_dict(), out)
     say(f"{args.method} head ({sum(p.numel() for p in head.parameters()):,} parameters) written to {out}")
     if args.method in ("trx", "strm"):
-        _, backbone = split_official_checkpoint(torch.load(args.checkpoint, map_location="cpu", weights_only=True))
+        _, backbone = split_official_checkpoint(load_tensors_file(args.checkpoint))
         if backbone:
             backbone_out = out.with_name(f"{out.stem}_backbone{out.suffix or '.pt'}")
             atomic_save(backbone, backbone_out)
@@ -221,13 +215,12 @@ def cmd_convert(args: argparse.Namespace) -> int:
 def cmd_cache(args: argparse.Namespace) -> int:
     from fsvid.engine.runs import build_run_cache
 
+    if args.run is None and args.config is None and len(args.overrides) == 1 and Path(args.overrides[0]).is_dir():
+        args.run, args.overrides = args.overrides[0], []  # fsvid cache RUN_DIR, like fsvid evaluate RUN_DIR
     if args.run is not None and (args.config is not None or args.overrides):
         raise UsageError("give either --run RUN_DIR (its trained backbone) or --config [key=value ...], not both")
-    config = _load_run_config(args.config, args.overrides) if args.run is None else None
-    if config is None:
-        from fsvid.config import RunConfig
-
-        config = RunConfig()  # replaced by the run's own configuration
+    # with --run, build_run_cache reads the run's own configuration (data, backbone) from its checkpoint
+    config = _load_run_config(args.config, args.overrides) if args.run is None else RunConfig()
     for split in args.splits:
         cache = build_run_cache(config, split, root=args.out, run=args.run, which=args.checkpoint,
                                 progress=not args.quiet, overwrite=args.overwrite)
@@ -279,7 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("train", help="train a model (resumes from the run folder's last.pt)")
     config_arguments(p)
-    p.add_argument("--no-resume", action="store_true", help="start again, deleting the run folder's checkpoints")
+    p.add_argument("--no-resume", action="store_true",
+                   help="start again; once the new run starts, the folder's previous files move to previous/")
     p.add_argument("--evaluate", action="store_true", help="evaluate on the test tasks afterwards")
     p.set_defaults(handler=cmd_train)
 
@@ -316,7 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("cache", help="compute a backbone's features of whole splits once (feature cache)")
     config_arguments(p)
-    p.add_argument("--run", default=None, metavar="RUN_DIR", help="use this trained run's backbone (and configuration)")
+    p.add_argument("--run", default=None, metavar="RUN_DIR",
+                   help="use this trained run's backbone and configuration (also: fsvid cache RUN_DIR)")
     p.add_argument("--checkpoint", choices=("best", "last"), default="best", help="with --run (default best)")
     p.add_argument("--splits", nargs="+", default=["test"], choices=("train", "val", "test"))
     p.add_argument("--out", default=None, metavar="ROOT",
@@ -336,7 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("sweep", help="run a paper experiment's sweep (resumable) into one results CSV",
                             add_help=False)
-    p.add_argument("sweep_args", nargs=argparse.REMAINDER, help="arguments of fsvid.sweeps (--help lists them)")
+    p.add_argument("sweep_args", nargs=argparse.REMAINDER, help="arguments of python -m fsvid.experiments (--help lists them)")
 
     p = commands.add_parser("notebook", help="run a notebook as a parameterised papermill job", add_help=False)
     p.add_argument("notebook_args", nargs=argparse.REMAINDER, help="arguments of python -m fsvid.notebooks")
@@ -356,7 +351,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from fsvid.sweeps import main as sweep_main
+    from fsvid.experiments.cli import main as sweep_main
 
     return sweep_main(args.sweep_args)
 

@@ -48,6 +48,13 @@ class DataConfig:
     resize: int = 72
     crop: int = 64
     flip: bool = False
+    train_crop: str = field(default="random", metadata=_choices("random", "center"))
+    """Training crop: one random window per clip, or the centre window (the released MASTAF
+    loader: resize, flip, centre crop; every draw of a video is then the same but for the flip)."""
+    test_sampling: str = field(default="deterministic", metadata=_choices("deterministic", "jittered"))
+    """Test/validation frames: ``deterministic`` (fsvid; the same clip for every method and
+    run), or ``jittered`` like training frames (the released MASTAF loader, whose test
+    frames vary from run to run). The test crop is the centre either way."""
     normalize: bool = False
     short_videos: str = field(default="drop", metadata=_choices("drop", "repeat"))
     on_missing: str = field(default="error", metadata=_choices("error", "skip"))
@@ -88,6 +95,9 @@ class TaskConfig:
     """Queries per class in training tasks (STRM uses 4)."""
     test_query: int = 1
     """Queries per class in validation and test tasks (1 in all papers)."""
+    query_sampling: str = field(default="per_class", metadata=_choices("per_class", "one_class"))
+    """``per_class``: Q queries from every class of the task; ``one_class``: Q queries from ONE
+    random class of the task (the released MASTAF sampler), the same in training and testing."""
 
 
 @dataclass
@@ -99,6 +109,12 @@ class ModelConfig:
     backbone_weights: str | None = None
     """Local weight file, or a torchvision weights name (a download, never in tests)."""
     trainable: str = field(default="all", metadata=_choices("all", "last", "none"))
+    backbone_passes: str = field(default="joint", metadata=_choices("joint", "released"))
+    """``joint``: one backbone pass over every clip of a task (BatchNorm statistics over all of
+    its frames); ``released``: support and queries in separate passes, BatchNorm statistics per
+    chunk of ``backbone_chunks`` (the released TRX/STRM code on 4 GPUs with DataParallel)."""
+    backbone_chunks: int = 4
+    """Chunks per pass with ``backbone_passes: released`` (the released scripts' ``--num_gpus``)."""
     feature_dim: int | None = None
     """Channels of the small CNN's output; ``None`` for the backbone's own."""
     widths: list[int] | None = None
@@ -124,6 +140,12 @@ class ModelConfig:
     use_gamma: bool = True
     qc_weight: float = 0.1
     """lambda in STRM's loss, and the weight of the query-class score at test time."""
+    qc_mode: str = field(default="trained", metadata=_choices("trained", "released"))
+    """STRM's query-class classifier: ``trained`` (optimised and saved, as the paper describes)
+    or ``released`` (fixed random weights drawn from ``qc_seed``, dropout also at test time:
+    the released code keeps the classifier in a Python list, out of the optimiser's reach)."""
+    qc_seed: int = 0
+    """Seed of the fixed classifier weights with ``qc_mode: released``."""
     # MASTAF switches
     alpha: float = 1.0
     global_task: bool = True
@@ -132,6 +154,9 @@ class ModelConfig:
     meta_learner: bool = True
     residual: bool = True
     mastaf_mode: str = field(default="fused", metadata=_choices("fused", "self", "cross", "neighbor"))
+    global_classes: str = field(default="train", metadata=_choices("train", "all"))
+    """Outputs of MASTAF's global classifier: one per training class, or one per class of the
+    whole dataset (train + val + test lists; the released code: one per class folder)."""
 
 
 @dataclass
@@ -298,11 +323,33 @@ def validate(config: RunConfig) -> RunConfig:
         problems.append(f"train.tasks_per_step must be at least 1, got {config.train.tasks_per_step}")
     if config.data.cache_views < 0:
         problems.append(f"data.cache_views must be non-negative, got {config.data.cache_views}")
+    if config.model.backbone_chunks < 1:
+        problems.append(f"model.backbone_chunks must be at least 1, got {config.model.backbone_chunks}")
     if config.train.lr <= 0:
         problems.append(f"train.lr must be positive, got {config.train.lr}")
+    if config.train.val_every > 0 and config.train.val_tasks < 1:
+        problems.append(f"train.val_tasks must be at least 1 while validation is on (train.val_every="
+                        f"{config.train.val_every}), got {config.train.val_tasks}; set train.val_every=0 "
+                        "to train without validation")
+    if config.eval.tasks < 1:
+        problems.append(f"eval.tasks must be at least 1, got {config.eval.tasks}")
+    problems += _model_problems(config.model)
     if problems:
         raise ConfigError("; ".join(problems))
     return config
+
+
+def _model_problems(model: ModelConfig) -> list[str]:
+    """The backbone name (and the options only the small CNN has), checked before any data is read."""
+    from fsvid.backbones import BACKBONE_NAMES  # here: importing the backbones loads torch
+
+    problems = []
+    if model.backbone not in BACKBONE_NAMES:
+        problems.append(f"model.backbone: {model.backbone!r} is not one of {', '.join(BACKBONE_NAMES)}")
+    elif model.backbone != "small_cnn" and (model.widths is not None or model.coordinates):
+        problems.append(f"model.widths and model.coordinates apply to the small_cnn backbone only, "
+                        f"not {model.backbone}")
+    return problems
 
 
 # ----------------------------------------------------------------------------- presets and files
@@ -314,25 +361,56 @@ def preset_names() -> list[str]:
     return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
-def _read_yaml(source: str | Path) -> dict[str, Any]:
-    """A preset name or a YAML file path -> its dict (presets may ``inherit`` another preset)."""
+def _read_yaml(source: str | Path, chain: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A preset name or a YAML file path -> its dict (a file may ``inherit`` a preset or file).
+
+    ``chain`` holds the files already being read for ``inherit``; meeting one again is a loop,
+    refused naming the files in it. A file that is not YAML or not UTF-8 is a
+    :class:`ConfigError` naming the file and line.
+    """
     path = Path(source)
     if path.suffix in (".yaml", ".yml") or path.exists():
         if not path.exists():
             raise FileNotFoundError(f"config file {path} does not exist")
-        text = path.read_text()
+        name = str(path.resolve())
     else:
-        preset = resources.files("fsvid") / "presets" / f"{source}.yaml"
-        if not preset.is_file():
+        path = resources.files("fsvid") / "presets" / f"{source}.yaml"
+        if not path.is_file():
             raise ConfigError(f"unknown preset {source!r}; presets: {', '.join(preset_names())}")
-        text = preset.read_text()
-    data = yaml.safe_load(text) or {}
+        name = f"preset {source}"
+    if name in chain:
+        loop = " -> ".join([*chain[chain.index(name):], name])
+        raise ConfigError(f"'inherit' loops: {loop}")
+    data = read_yaml_file(path, what="config file")
+    if data is None:
+        data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: a config file must hold a mapping, got {type(data).__name__}")
     parent = data.pop("inherit", None)
     if parent is not None:
-        data = _merge(_read_yaml(parent), data)
+        if not isinstance(parent, str):
+            raise ConfigError(f"{source}: inherit must name a preset or a YAML file, got {parent!r}")
+        data = _merge(_read_yaml(parent, (*chain, name)), data)
     return data
+
+
+def read_yaml_file(path: Any, what: str = "file") -> Any:
+    """The YAML document in ``path`` (UTF-8; a ``Path`` or a package resource); a file that is
+    not UTF-8 or not valid YAML raises :class:`ConfigError` with the file, line and problem."""
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise ConfigError(f"{what} {path}, line {line}: not UTF-8 text (byte {data[error.start]:#04x}); "
+                          "re-save it as UTF-8") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ConfigError(f"{what} {path}{where}: not valid YAML: {problem}") from None
 
 
 def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
@@ -353,7 +431,13 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     path = [part for part in key.strip().split(".") if part]
     if not path:
         raise ConfigError(f"override {text!r} names no key")
-    return path, yaml.safe_load(raw) if raw.strip() else None
+    if not raw.strip():
+        return path, None
+    try:
+        return path, yaml.safe_load(raw)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"override {text!r}: the value is not valid YAML "
+                          f"({getattr(error, 'problem', None) or error})") from None
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -373,7 +457,12 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 def load_config(source: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
     """A preset name or YAML file (or ``None`` for the defaults), plus dotted overrides."""
     data = _read_yaml(source) if source is not None else {}
-    return validate(from_dict(RunConfig, apply_overrides(data, list(overrides))))
+    try:
+        return validate(from_dict(RunConfig, apply_overrides(data, list(overrides))))
+    except ConfigError as error:
+        if source is None:
+            raise
+        raise ConfigError(f"{source}{' with overrides' if overrides else ''}: {error}") from None
 
 
 def save_config(config: RunConfig, path: str | Path) -> Path:

@@ -45,9 +45,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
+from fsvid.backbones.weights import load_tensors_file
 from fsvid.heads.strm import STRMHead
 from fsvid.heads.trx import TRXHead
 
@@ -238,4 +238,8 @@ def load_official_checkpoint(path: str | Path, method: str, config: Mapping[str,
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint file at {path}")
-    return from_official(method, torch.load(path, map_location="cpu", weights_only=True), config)
+    checkpoint = load_tensors_file(path, f"released {method} checkpoint")
+    try:
+        return from_official(method, checkpoint, config)
+    except (TypeError, ValueError) as error:  # not a state dict, keys or shapes that do not fit
+        raise ValueError(f"{path}: {error}") from error

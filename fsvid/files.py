@@ -13,10 +13,16 @@ the feature store's shards and index (:mod:`fsvid.features.store`).
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
+
+class WriteError(OSError):
+    """A file could not be written (disk full, no permission); its previous version is intact."""
+
 
 #: What marks a temporary file: ``.<name>.tmp-<pid>``.
 TEMPORARY_MARK = ".tmp-"
@@ -45,7 +51,8 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> Path:
     """Call ``write(binary_file)`` on a temporary file, then rename it to ``path`` atomically.
 
     If ``write`` raises (disk full, interrupted), the temporary file is removed and ``path``
-    keeps its previous content.
+    keeps its previous content; an ``OSError`` or torch's short-write ``RuntimeError`` becomes a
+    :class:`WriteError` naming the file, the cause and what is left of it.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -56,11 +63,38 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> Path:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as error:  # RuntimeError: torch.save's "unexpected pos" on a full disk
+        failure = WriteError(_write_failure(path, error))
+        failure.errno = getattr(error, "errno", None)
+        raise failure from error
     finally:
         if tmp.exists():
             tmp.unlink()
     _fsync_directory(path.parent)
     return path
+
+
+def _write_failure(path: Path, error: BaseException) -> str:
+    """Which file could not be written, why, and what is left of it (measured before the
+    temporary file is removed, so that a full disk shows as full)."""
+    try:
+        free = shutil.disk_usage(path.parent).free
+    except OSError:
+        free = None
+    code = getattr(error, "errno", None)
+    if code in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        cause = "no space left on device" if code == errno.ENOSPC else "disk quota exceeded"
+    elif isinstance(error, OSError):
+        cause = str(error)
+    else:  # torch.save reports a short write as "[enforce fail at inline_container.cc:...] . unexpected pos ..."
+        lines = str(error).strip().splitlines() or [type(error).__name__]
+        cause = f"the write failed ({lines[0]})"
+    if free is not None and free < 64 * 2**20:
+        cause += f"; the disk is full ({free / 2**20:.1f} MiB free)"
+    elif free is not None:
+        cause += f" ({free / 2**30:.1f} GiB free)"
+    kept = f"{path.name} keeps its previous content" if path.exists() else f"no {path.name} was written"
+    return f"could not write {path}: {cause}; {kept}"
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from fsvid.backbones import VideoBackbone, build_backbone
+from fsvid.backbones.batchnorm import chunked_batch_norm
 from fsvid.config import ModelConfig, RunConfig
 from fsvid.heads import HeadOutput, MASTAFHead, PrototypeHead, STRMHead, TRXHead
 
@@ -22,14 +23,34 @@ from fsvid.heads import HeadOutput, MASTAFHead, PrototypeHead, STRMHead, TRXHead
 HEAD_INPUT = {"prototype": "frames", "trx": "frames", "strm": "patches", "mastaf": "maps"}
 
 
-class FewShotModel(nn.Module):
-    """Backbone + head. ``forward`` runs the backbone once over all clips of a task."""
+#: How the backbone sees a task's clips (``model.backbone_passes``).
+BACKBONE_PASSES = ("joint", "released")
 
-    def __init__(self, backbone: VideoBackbone, head: nn.Module, method: str) -> None:
+
+class FewShotModel(nn.Module):
+    """Backbone + head.
+
+    ``passes="joint"``: ``forward`` runs the backbone once over all clips of a task, so in
+    training mode BatchNorm normalises over every frame of the task. ``passes="released"``:
+    the support and the queries go through the backbone in separate calls, each with its
+    BatchNorm statistics computed per chunk of ``chunks`` (:mod:`fsvid.backbones.batchnorm`),
+    which is what the released TRX/STRM code computes with ``nn.DataParallel`` on 4 GPUs.
+    In eval mode both give the same features.
+    """
+
+    def __init__(
+        self, backbone: VideoBackbone, head: nn.Module, method: str, passes: str = "joint", chunks: int = 4
+    ) -> None:
         super().__init__()
+        if passes not in BACKBONE_PASSES:
+            raise ValueError(f"passes must be one of {', '.join(BACKBONE_PASSES)}, got {passes!r}")
+        if chunks < 1:
+            raise ValueError(f"chunks must be at least 1, got {chunks}")
         self.backbone = backbone
         self.head = head
         self.method = method
+        self.passes = passes
+        self.chunks = chunks
 
     def features(self, clips: Tensor) -> Tensor:
         """clips (videos, L, 3, H, W) -> the head's input features."""
@@ -43,6 +64,11 @@ class FewShotModel(nn.Module):
         query_labels: Tensor | None = None,
     ) -> HeadOutput:
         """support (support videos, L, 3, H, W), query (queries, L, 3, H, W) -> HeadOutput."""
+        if self.passes == "released":
+            with chunked_batch_norm(self.backbone, self.chunks):
+                support_features = self.features(support)  # (support videos, ...)
+                query_features = self.features(query)  # (queries, ...)
+            return self.head(support_features, support_labels, query_features, query_labels)
         n_support = support.shape[0]
         features = self.features(torch.cat([support, query]))  # (videos, ...)
         return self.head(features[:n_support], support_labels, features[n_support:], query_labels)
@@ -94,6 +120,8 @@ def build_head(model: ModelConfig, feature_shape: tuple[int, ...], frames: int, 
             joint_layers=model.joint_layers,
             query_class=model.use_qc,
             qc_test_weight=model.qc_weight,
+            qc_mode=model.qc_mode,
+            qc_seed=model.qc_seed,
             attention_scale=model.paper_scaling,
             learnable_gamma=model.use_gamma,
             tuple_fraction=model.tuple_fraction,
@@ -123,8 +151,9 @@ def _enrichment(kind: str) -> str:
 def build_model(config: RunConfig, n_global: int | None = None) -> FewShotModel:
     """Backbone + head from one run configuration.
 
-    ``n_global``: number of training classes, for MASTAF's global classifier (``None`` or 0
-    switches the global task off).
+    ``n_global``: outputs of MASTAF's global classifier (the training classes, or all classes
+    with ``model.global_classes: all``; :func:`fsvid.engine.data.global_class_count`); ``None``
+    or 0 switches the global task off.
     """
     model = config.model
     options = {}
@@ -146,5 +175,5 @@ def build_model(config: RunConfig, n_global: int | None = None) -> FewShotModel:
     )
     feature_shape = _backbone_output_shape(backbone, config.data.frames, config.data.crop)
     head = build_head(model, feature_shape, config.data.frames, n_global)
-    return FewShotModel(backbone, head, model.method)
+    return FewShotModel(backbone, head, model.method, model.backbone_passes, model.backbone_chunks)
 

@@ -1,13 +1,20 @@
 """Running the notebook series in ``notebooks/`` with parameters, and what the notebooks share.
 
-Every notebook has one cell tagged ``parameters`` (papermill's convention). Three parameters
+Every notebook has one cell tagged ``parameters`` (papermill's convention). Two parameters
 are common to all of them:
 
 - ``seed``: seeds Python, numpy and torch (:func:`setup`);
-- ``interactive``: ``True`` builds ipywidgets viewers (episode browser, attention and
-  tuple-match viewers); ``False`` (the default, and what tests use) draws static figures;
 - ``metrics_path``: where the notebook writes its metrics as JSON (:func:`save_metrics`);
   ``None`` writes nothing. :func:`run_notebook` sets it.
+
+The notebooks with ipywidgets viewers (01, 03, 04, 05, 09: episode browser, attention and
+tuple-match viewers) also have ``interactive``: ``True`` shows the sliders; ``False`` (the
+default, so that papermill and nbval runs store plain figures) draws static figures and says
+where a slider would be.
+
+Notebooks run on the Jupyter kernel :data:`KERNEL_NAME` (``fsvid``, shown as "Python 3
+(fsvid)"), which ``make venv`` installs into the project's ``.venv``; a kernel called
+``python3`` would be whatever Python another Jupyter or an editor maps that name to.
 
 Run a notebook with other parameters (a dict, or a YAML file of ``name: value`` lines)::
 
@@ -60,8 +67,12 @@ from fsvid.paths import fsvid_home
 CHECK_OUTPUT_MARK = "# NBVAL_CHECK_OUTPUT"
 #: The tag of the cell holding a notebook's parameters (papermill).
 PARAMETERS_TAG = "parameters"
-#: The kernel every notebook runs on.
-KERNEL_NAME = "python3"
+#: The kernel every notebook runs on (``make venv`` installs it; see :func:`check_kernel`).
+KERNEL_NAME = "fsvid"
+#: Extra arguments of the kernels started here: no warning-level log lines from ipykernel
+#: (such as "Kernel is running over TCP without encryption" for a kernel on 127.0.0.1), which
+#: would otherwise reach a notebook that starts other notebooks (08) as red stderr boxes.
+KERNEL_ARGUMENTS = ["--log-level=ERROR"]
 
 #: The small synthetic dataset shared by the notebooks (see the module docstring).
 SMALL_DATA = {
@@ -312,6 +323,20 @@ def _check_output_dir(output_dir: Path) -> None:
         )
 
 
+def check_kernel(name: str = KERNEL_NAME) -> str:
+    """``name`` if Jupyter has a kernel of that name; ``RuntimeError`` saying how to install it otherwise."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    found = KernelSpecManager().find_kernel_specs()
+    if name not in found:
+        raise RuntimeError(
+            f"no Jupyter kernel called {name!r} (found: {', '.join(sorted(found)) or 'none'}); install it for "
+            f"this Python with `{sys.executable} -m ipykernel install --sys-prefix --name {name} "
+            f'--display-name "Python 3 ({name})"` (make venv does this)'
+        )
+    return name
+
+
 def _drop_unknown_parameter_warnings(record: logging.LogRecord) -> bool:
     return not record.getMessage().startswith("Passed unknown parameter")
 
@@ -336,7 +361,7 @@ def run_notebook(
             to ``<output_dir>/<stem>.metrics.json`` unless given.
         output_dir: folder for the executed notebook and its metrics (default
             ``$FSVID_HOME/notebook_runs``; not inside ``notebooks/``).
-        kernel_name: the Jupyter kernel (``python3``).
+        kernel_name: the Jupyter kernel (:data:`KERNEL_NAME`, checked by :func:`check_kernel`).
         progress, log_output: papermill's progress bar and cell output streaming.
         timeout: seconds allowed per cell (``None``: no limit).
         label: appended to the output names, ``<stem>-<label>.ipynb``; default: the parameter
@@ -347,6 +372,7 @@ def run_notebook(
     import papermill
 
     notebook = find_notebook(name_or_path)
+    check_kernel(kernel_name)
     params = read_parameters(parameters)
     declared = notebook_parameters(notebook)
     unknown = sorted(set(params) - set(declared))
@@ -386,6 +412,7 @@ def run_notebook(
             log_output=log_output,
             cwd=str(notebook.parent),
             execution_timeout=timeout,
+            extra_arguments=KERNEL_ARGUMENTS,
         )
     except papermill.PapermillExecutionError as error:
         raise NotebookError(
@@ -446,7 +473,7 @@ def refresh_notebook(path: str | Path, timeout: float | None = 600) -> Path:
 
     path = find_notebook(path)
     notebook = nbformat.read(path, as_version=4)
-    NotebookClient(notebook, timeout=timeout, kernel_name=KERNEL_NAME,
+    NotebookClient(notebook, timeout=timeout, kernel_name=check_kernel(), extra_arguments=KERNEL_ARGUMENTS,
                    resources={"metadata": {"path": str(path.parent)}}).execute()
     nbformat.write(notebook, path)
     clear_outputs(path)

@@ -41,27 +41,42 @@ def webm_codec() -> str:
     return "libvpx-vp9" if "libvpx-vp9" in av.codecs_available else "libvpx"
 
 
-def write_video(path: str | Path, frames: np.ndarray, fps: int = 25) -> Path:
-    """Encode (T, H, W, 3) uint8 frames (H, W even) as .mp4 (libx264) or .webm (VP9/VP8)."""
+def write_video(path: str | Path, frames: np.ndarray, fps: int = 25, hidden: int = 0, live: bool = False) -> Path:
+    """Encode (T, H, W, 3) uint8 frames (H, W even) as .mp4 (libx264) or .webm (VP9/VP8).
+
+    Two kinds of file met in the wild: ``hidden=N`` (mp4) hides the first N frames with an edit
+    list, as a stream-copy cut (``ffmpeg -ss S -i in.mp4 -c copy out.mp4``) keeps the pre-roll
+    from the previous key frame: the packets are muxed with timestamps shifted N frames below
+    zero, in one GOP so every shown frame needs the hidden key frame. ``live=True`` (webm) writes
+    no duration and no cues, like live muxers and browser recorders (MediaRecorder).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = path.suffix.lower()
     if suffix == ".mp4":
         codec, options = "libx264", {"crf": "10", "preset": "ultrafast"}
+        if hidden:
+            options["g"] = str(len(frames) + 1)
     elif suffix == ".webm":
         codec, options = webm_codec(), {"crf": "10", "b": "0" if webm_codec() == "libvpx-vp9" else "2M"}
     else:
         raise ValueError(f"write_video writes .mp4 or .webm, not {path.name}")
-    with av.open(str(path), "w") as container:
+    with av.open(str(path), "w", options={"live": "1"} if live else {}) as container:
         stream = container.add_stream(codec, rate=fps)
         stream.height, stream.width = frames.shape[1], frames.shape[2]
         stream.pix_fmt = "yuv420p"
         stream.options = options
-        for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
+
+        def mux(packets) -> None:
+            for packet in packets:
+                if hidden:  # the stream's time base is 1/fps: one frame per tick
+                    packet.pts -= hidden
+                    packet.dts -= hidden
                 container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+
+        for frame in frames:
+            mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")))
+        mux(stream.encode())
     return path
 
 

@@ -204,7 +204,10 @@ def test_resnet18_released_trx_strm_layout_loads(tmp_path: Path) -> None:
 
 def test_resolve_torchvision_weights_names_without_downloading() -> None:
     weights = torchvision.models.ResNet50_Weights
-    assert resolve_torchvision_weights("resnet50", "imagenet") is weights.IMAGENET1K_V2
+    # ResNet-50 has two ImageNet versions: the alias is refused, naming both
+    with pytest.raises(ValueError, match=r"ambiguous for resnet50: .*IMAGENET1K_V1 and IMAGENET1K_V2.*released TRX/STRM"):
+        resolve_torchvision_weights("resnet50", "imagenet")
+    assert resolve_torchvision_weights("resnet18", "imagenet") is torchvision.models.ResNet18_Weights.IMAGENET1K_V1
     assert resolve_torchvision_weights("resnet50", "imagenet1k_v1") is weights.IMAGENET1K_V1
     assert resolve_torchvision_weights("resnet50", "ResNet50_Weights.IMAGENET1K_V1") is weights.IMAGENET1K_V1
     assert resolve_torchvision_weights("resnet50", weights.DEFAULT) is weights.IMAGENET1K_V2
@@ -468,7 +471,7 @@ def test_files_without_a_state_dict_are_refused(tmp_path: Path) -> None:
         SmallCNN().load_weights(not_tensors)
     pickled_module = tmp_path / "module.pt"
     torch.save(nn.Linear(2, 2), pickled_module)
-    with pytest.raises(ValueError, match=r"module\.pt.*weights_only"):
+    with pytest.raises(ValueError, match=r"module\.pt.*Python objects.*GLOBAL torch\.nn\.modules\.linear\.Linear"):
         read_state_dict(pickled_module)
 
 
@@ -490,7 +493,8 @@ def test_bad_arguments_and_inputs_raise_clear_errors() -> None:
 
 def test_every_name_builds_with_its_feature_dim() -> None:
     dims = {"resnet18": 512, "resnet34": 512, "resnet50": 2048, "vit_b_16": 768, "r3d50": 2048,
-            "r3d_18": 512, "r2plus1d_18": 512, "small_cnn": 128}
+            "r3d_18": 512, "r2plus1d_18": 512, "small_cnn": 128,
+            "efficientnet_lite0": 1280, "efficientnet_lite1": 1280, "efficientnet_lite2": 1280}
     assert set(dims) == set(BACKBONE_NAMES)
     with torch.device("meta"):
         for name, dim in dims.items():

@@ -145,7 +145,8 @@ def test_run_killed_with_sigkill_resumes_exactly(reference_run, tiny_dataset, tm
     assert load_checkpoint(folder / "last.pt")["state"]["task"] == 4
     assert [r["task"] for r in read_metrics(folder)] == ["2", "4", "6"]  # a row beyond the checkpoint
 
-    result = train(config, progress=False)  # resumes from last.pt at task 4
+    with pytest.warns(RuntimeWarning, match=rf"taking over the lock of pid {child.pid} .*no longer running"):
+        result = train(config, progress=False)  # resumes from last.pt at task 4
     assert result.tasks == 11
 
     resumed, reference = load_checkpoint(folder / "last.pt"), load_checkpoint(reference_run / "last.pt")
@@ -213,6 +214,7 @@ def test_two_processes_follow_the_single_process_trajectory(reference_run, tiny_
 
     summary = json.loads((folder / "summary.json").read_text())
     assert summary["world_size"] == 2 and summary["status"] == "finished"
+    assert not (folder / "train.lock").exists()  # rank 0 held the folder (rank 1 is no rival) and released it
     two = [r for r in read_metrics(folder) if r["split"] == "train"]
     one = [r for r in read_metrics(reference_run) if r["split"] == "train"]
     assert [(r["task"], r["step"], r["lr"]) for r in two] == [(r["task"], r["step"], r["lr"]) for r in one]

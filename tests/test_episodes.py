@@ -227,3 +227,58 @@ def test_decoded_video_memory_respects_its_budget(frames_data: tuple[Path, Path]
     for index in range(3):
         assert torch.equal(dataset[index].support, reference[index].support)
     assert len(dataset.memory) == 2 and dataset.memory.used == 2 * one_video
+
+
+def test_one_class_query_sampling_draws_the_queries_of_one_class(frames_data: tuple[Path, Path]) -> None:
+    """``one_class`` (the released MASTAF sampler): every task holds Q queries, all of one of
+    its classes; the support is the same as with ``per_class``; the choice is a pure function
+    of (seed, task) and varies between tasks."""
+    split, root = frames_data
+    per_class = small(split, root, train=True, shot=1, query=2)
+    one_class = small(split, root, train=True, shot=1, query=2, query_sampling="one_class")
+    chosen = []
+    for index in range(12):
+        episode = one_class[index]
+        assert episode.query.shape[0] == 2 and len(set(episode.query_labels.tolist())) == 1
+        label = int(episode.query_labels[0])
+        assert [v.rsplit("/", 1)[0] for v in episode.query_videos] == [episode.class_names[label]] * 2
+        assert not set(episode.query_videos) & set(episode.support_videos)
+        assert episode.support_videos == per_class[index].support_videos
+        assert one_class.task(index).query.shape == (1, 2) and one_class.task(index).query_labels.tolist() == [label] * 2
+        chosen.append(label)
+    assert len(set(chosen)) > 1  # not always the first class
+    again = small(split, root, train=True, shot=1, query=2, query_sampling="one_class")
+    assert [again[i].query_videos for i in range(12)] == [one_class[i].query_videos for i in range(12)]
+    with pytest.raises(ValueError, match="query_sampling"):
+        TaskSampler([0, 1], ["a", "b"], 2, 1, 0, query_sampling="some")
+
+
+def test_jittered_test_frames_are_training_style_and_seeded(frames_data: tuple[Path, Path]) -> None:
+    """``jitter_test_frames`` (the released MASTAF loader): test clips take training-style
+    random frame ends, seeded by the task (the transform stays the test one)."""
+    split, root = frames_data
+    fixed = small(split, root, train=False, resize=None, crop=24)
+    jittered = small(split, root, train=False, resize=None, crop=24, jitter_test_frames=True)
+    fixed_frames = [decode_index(c).tolist() for i in range(8) for c in fixed[i].support]
+    jittered_frames = [decode_index(c).tolist() for i in range(8) for c in jittered[i].support]
+    assert all(f == [1, 4, 7, 10] for f in fixed_frames)
+    assert any(f != [1, 4, 7, 10] for f in jittered_frames)
+    assert jittered_frames == [decode_index(c).tolist() for i in range(8) for c in jittered[i].support]  # seeded
+    # the first clip of a task takes the frames a training clip of that task takes
+    training = small(split, root, train=True, resize=None, crop=24)
+    for index in range(8):
+        assert decode_index(jittered[index].support[0]).tolist() == decode_index(training[index].support[0]).tolist()
+
+
+def test_global_classifier_size_counts_train_or_all_classes(tmp_path: Path) -> None:
+    """``model.global_classes``: ``train`` counts the training classes, ``all`` every class of
+    the train, val and test lists (the released MASTAF: one output per class folder)."""
+    from fsvid.config import load_config
+    from fsvid.engine.data import DataLocation, global_class_count
+
+    lists = {"train": ["a/1", "a/2", "b/1", "c/1"], "val": ["d/1", "e/1"], "test": ["f/1", "g/1", "h/1"]}
+    for split, lines in lists.items():
+        (tmp_path / f"{split}list03.txt").write_text("\n".join(lines) + "\n")
+    location = DataLocation(tmp_path, tmp_path, "03")
+    assert global_class_count(load_config("synthetic_mastaf"), location) == 3
+    assert global_class_count(load_config("synthetic_mastaf", ["model.global_classes=all"]), location) == 8

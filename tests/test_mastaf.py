@@ -380,3 +380,28 @@ def test_converter_errors() -> None:
         convert_official_mastaf({**sd, "cam.conv2.weight": torch.randn(9, 6, 1, 1)}, cfg)
     with pytest.raises(ValueError, match="'T'"):
         convert_official_mastaf(sd, {k: v for k, v in cfg.items() if k != "T"})
+
+
+def test_scores_under_bfloat16_autocast_equal_float32() -> None:
+    """The head turns autocast off: its logits under CPU bfloat16 autocast equal the float32
+    ones (without that guard the x7 cosines and /0.025 softmax of bfloat16 products moved the
+    logits by up to ~0.03 and changed 40-50% of predictions, benchmarks/mastaf_autocast.py)."""
+    torch.manual_seed(0)
+    head = MASTAFHead(positions=49, channels=256, n_global=6).train()
+    randomise_batch_norm(head)
+    head.eval()
+    support, support_labels, query, query_labels = make_task(5, 1, 3, (7, 7), 256)
+    reference = head(support, support_labels, query, query_labels, return_global=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = head(support, support_labels, query, query_labels, return_global=True)
+        unguarded = head._scores(support, support_labels, query, query_labels, True)
+    assert mixed.logits.dtype == mixed.dense_logits.dtype == mixed.global_logits.dtype == torch.float32
+    torch.testing.assert_close(mixed.logits, reference.logits, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(mixed.dense_logits, reference.dense_logits, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(mixed.global_logits, reference.global_logits, rtol=1e-6, atol=1e-6)
+    assert torch.equal(mixed.logits.argmax(1), reference.logits.argmax(1))
+    # the unguarded arithmetic really is affected by autocast (what the guard prevents)
+    assert (unguarded.logits.float() - reference.logits).abs().max() > 1e-4
+    # a bfloat16 backbone output is accepted and scored in float32
+    low = head(support.bfloat16(), support_labels, query.bfloat16())
+    assert low.logits.dtype == torch.float32

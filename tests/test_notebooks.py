@@ -19,7 +19,7 @@ import torch
 import yaml
 
 from fsvid import notebooks as nbs
-from fsvid.config import ConfigError, load_config
+from fsvid.config import ConfigError, load_config, to_dict
 
 SERIES = [
     "00_quickstart",
@@ -44,6 +44,10 @@ PAPER_FILES = {  # parameter file: (dataset, split id, method, shot, learning ra
     "mastaf_ssv2_full": ("ssv2_OTAM", "07", "mastaf", 1, 1e-2, 128_000),
 }
 SHARED = Path(__file__).resolve().parents[2] / "shared"
+#: The notebooks with ipywidgets viewers, hence an ``interactive`` parameter.
+WIDGET_NOTEBOOKS = {"01_data_and_splits", "03_trm_tuples", "04_strm_enrichment", "05_mastaf_attention_fusion", "09_visualisations"}
+#: Largest committed notebook and largest stored output (checked text only: a few lines each).
+MAX_NOTEBOOK_BYTES, MAX_OUTPUT_CHARS = 60_000, 2_000
 
 
 def _read(path: Path) -> nbformat.NotebookNode:
@@ -61,11 +65,18 @@ def test_the_series_is_complete_and_in_reading_order() -> None:
 def test_committed_notebook_structure(name: str) -> None:
     notebook = _read(nbs.find_notebook(name))
     nbformat.validate(notebook)
-    assert notebook.metadata["kernelspec"]["name"] == "python3"
+    assert notebook.metadata["kernelspec"] == {"display_name": "Python 3 (fsvid)", "language": "python", "name": nbs.KERNEL_NAME}
     tagged = [c for c in notebook.cells if "parameters" in c.metadata.get("tags", [])]
     assert len(tagged) == 1, "exactly one cell tagged 'parameters'"
     parameters = nbs.notebook_parameters(name)
-    assert parameters["interactive"] is False and parameters["metrics_path"] is None and "seed" in parameters
+    assert parameters["metrics_path"] is None and "seed" in parameters
+    sources = "\n".join(c.source for c in notebook.cells if c.cell_type == "code")
+    if name in WIDGET_NOTEBOOKS:  # widgets off by default, and the static branch says how to turn them on
+        assert parameters["interactive"] is False
+        assert sources.count("if interactive:") == sources.count("set interactive = True") >= 1
+        assert "**Slider here.**" in "".join(c.source for c in notebook.cells if c.cell_type == "markdown")
+    else:
+        assert "interactive" not in parameters and "interactive" not in sources, "no widget, no interactive parameter"
     code = [c for c in notebook.cells if c.cell_type == "code"]
     assert any("fsvid" in c.source for c in code), "the notebook imports fsvid"
     assert any("$" in c.source for c in notebook.cells if c.cell_type == "markdown"), "prose with equations"
@@ -154,10 +165,30 @@ def test_paper_parameter_files_give_the_papers_settings(stem: str) -> None:
         assert (config.data.frames, config.train.tasks_per_step, config.model.backbone) == (16, 64, "r3d50")
         assert config.model.global_task and config.model.global_weight == 0.5 and config.model.alpha == 1.0
     else:
-        assert (config.data.frames, config.train.tasks_per_step, config.task.query) == (8, 16, 4)
+        # training queries as the released scripts: TRX 5 (default, README), STRM 4, STRM Kinetics 5
+        queries = 5 if stem in ("trx_ssv2_full", "strm_kinetics") else 4
+        assert (config.data.frames, config.train.tasks_per_step, config.task.query) == (8, 16, queries)
         assert config.model.projection_dim == 1152 and config.model.backbone == "resnet50"
         assert config.model.cardinalities == ([2, 3] if method == "trx" else [2])
         assert config.train.loss_reduction == "sum"
+
+
+#: What a paper parameter file may add to its preset: how the notebook runs, never a setting.
+NOTEBOOK_ONLY = {"preset", "overrides", "small_data", "resume", "threads", "name"}
+
+
+@pytest.mark.parametrize("stem", sorted(PAPER_FILES))
+def test_paper_parameter_files_name_their_preset_and_resolve_to_it(stem: str) -> None:
+    """A parameter file names its preset and restates none of its settings, so the notebook
+    route and ``fsvid train <preset>`` run the same configuration (they drifted apart when the
+    files restated every setting as overrides)."""
+    parameters = nbs.read_parameters(nbs.notebooks_dir() / "params" / f"{stem}.yaml")
+    assert parameters["preset"] == stem
+    assert set(parameters) <= NOTEBOOK_ONLY, f"{stem}.yaml sets {sorted(set(parameters) - NOTEBOOK_ONLY)}"
+    assert parameters["overrides"] == [] and parameters["name"] == stem
+    shortcuts = {k: v for k, v in parameters.items() if k in nbs.TRAINING_SHORTCUTS}
+    via_notebook = nbs.training_config(parameters["preset"], parameters["overrides"], parameters["small_data"], **shortcuts)
+    assert to_dict(via_notebook) == to_dict(load_config(stem))
 
 
 def test_ablation_parameter_file_names_a_valid_base_and_sweep() -> None:
@@ -166,8 +197,8 @@ def test_ablation_parameter_file_names_a_valid_base_and_sweep() -> None:
     base = nbs.read_parameters(parameters["base"])
     assert set(parameters["sweep"]) == {"TRM", "PLE+TRM", "FLE+TRM", "PLE+FLE+TRM", "STRM"}
     for changes in parameters["sweep"].values():
-        config = nbs.training_config(None, [*base["overrides"], *changes], small_data=False)
-        assert config.model.method == "strm"
+        config = nbs.training_config(base["preset"], [*base["overrides"], *changes], small_data=False)
+        assert config.model.method == "strm" and config.name == "strm_ssv2_full"
     assert parameters["reference"] in parameters["sweep"]
 
 
@@ -220,6 +251,32 @@ def test_committed_notebooks_are_already_cleared(tmp_path: Path) -> None:
         copy = tmp_path / path.name
         copy.write_text(path.read_text())
         assert nbs.clear_outputs(copy) is False, f"{path.name}: run `python -m fsvid.notebooks clear {path}`"
+
+
+@pytest.mark.parametrize("name", SERIES)
+def test_committed_notebooks_are_small_sources(name: str) -> None:
+    """A notebook saved after Run All (images, widget state: megabytes) must not be committed:
+    only the checked cells' short text outputs stay (``make notebooks-clear``)."""
+    path = nbs.find_notebook(name)
+    size = path.stat().st_size
+    assert size < MAX_NOTEBOOK_BYTES, f"{path.name} is {size:,} bytes: clear it with `make notebooks-clear`"
+    notebook = _read(path)
+    assert "widgets" not in notebook.metadata, f"{path.name} stores widget state: `make notebooks-clear`"
+    for index, cell in enumerate(notebook.cells):
+        if cell.cell_type != "code":
+            continue
+        for output in cell.outputs:
+            assert nbs.CHECK_OUTPUT_MARK in cell.source, f"{path.name} cell {index}: output of an unchecked cell"
+            text = json.dumps(output)
+            assert len(text) < MAX_OUTPUT_CHARS, f"{path.name} cell {index}: a {len(text):,}-character output"
+
+
+def test_check_kernel_names_the_missing_kernel_and_how_to_install_it() -> None:
+    assert nbs.check_kernel() == nbs.KERNEL_NAME == "fsvid"
+    with pytest.raises(RuntimeError, match=r"no Jupyter kernel called 'no-such-kernel'.*ipykernel install --sys-prefix"):
+        nbs.check_kernel("no-such-kernel")
+    with pytest.raises(RuntimeError, match="no-such-kernel"):
+        nbs.run_notebook("00_quickstart", {}, kernel_name="no-such-kernel")
 
 
 # ----------------------------------------------------------------------------- every notebook, papermill
@@ -302,6 +359,12 @@ def test_notebook_runs_with_other_parameters(name: str, tmp_path: Path) -> None:
     executed = _read(run.notebook)
     outputs = [o for c in executed.cells if c.cell_type == "code" for o in c.outputs]
     assert not any(o.output_type == "error" for o in outputs)
+    if name == "08_ablations":  # the child kernels' log lines ("running over TCP without encryption") stay out
+        assert not [o for o in outputs if o.output_type == "stream" and o.name == "stderr"]
+        table = next(o.data["text/markdown"] for o in outputs if "text/markdown" in o.get("data", {}))
+        header, _, reference, other = table.splitlines()
+        assert header.endswith(" (paired) |") and other.count("|") == header.count("|")  # the column of the second run
+        assert "(no validation)" in reference and "-1.0" not in table  # validation is off in this sweep
     if _parameters(name, tmp_path).get("interactive"):
         widgets = [o for o in outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
         assert widgets, "interactive=True displays a widget"

@@ -131,7 +131,7 @@ def test_get_splits_download_path_checks_sums_and_explains_network_errors(tmp_pa
     def offline(url: str, dest: Path) -> None:
         raise OSError("Temporary failure in name resolution")
 
-    with pytest.raises(ConnectionError, match="--from"):
+    with pytest.raises(ConnectionError, match="splits/ folder by other means"):
         get_splits(tmp_path / "other", checksums=sums, download=offline, progress=False)
 
 

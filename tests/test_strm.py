@@ -168,3 +168,40 @@ def test_bad_inputs_and_options_raise_clear_errors() -> None:
         STRMHead(dim=D, out_dim=DOUT, seq_len=L, patches=P, joint_layers=1)
     with pytest.raises(ValueError, match="enrichment must be"):
         STRMHead(dim=D, out_dim=DOUT, seq_len=L, patches=P, frame_enrichment="conv")
+
+
+def test_released_qc_mode_keeps_the_classifier_fixed_and_its_dropout_on() -> None:
+    """``qc_mode="released"``: seeded random classifier weights that an optimiser step leaves
+    unchanged and checkpoints do not hold (rebuilt from the seed), dropout on in eval mode,
+    while the classifier's loss term still reaches the rest of the head."""
+    head = small_head(qc_mode="released", qc_seed=5)
+    linear = head.query_class.tuple_embeddings[0].linear
+    assert not any(name.startswith("query_class.") for name, _ in head.named_parameters())
+    assert not any(key.startswith("query_class.") for key in head.state_dict())
+    before = linear.weight.clone()
+    support, support_labels, query, query_labels = make_task(3, 2, 2, (L, P, D))
+    optimizer = torch.optim.SGD(head.parameters(), lr=0.5)
+    out = head(support, support_labels, query)
+    out.qc_logits.sum().backward()  # the classifier's term alone
+    enrichment_grads = [p.grad for p in head.patch_enrichment.parameters() if p.grad is not None]
+    assert enrichment_grads and any(g.abs().sum() > 0 for g in enrichment_grads)
+    optimizer.step()
+    assert torch.equal(linear.weight, before) and not linear.weight.requires_grad
+    # the same seed rebuilds the same weights (what loading a checkpoint relies on); another seed does not
+    rebuilt = small_head(qc_mode="released", qc_seed=5)
+    rebuilt.load_state_dict(head.state_dict())
+    assert torch.equal(rebuilt.query_class.tuple_embeddings[0].linear.weight, before)
+    other = small_head(qc_mode="released", qc_seed=6).query_class.tuple_embeddings[0].linear.weight
+    assert not torch.equal(other, before)
+    # eval mode: the classifier's scores stay stochastic (dropout), the TRM's do not
+    head.eval()
+    with torch.no_grad():
+        first, second = head(support, support_labels, query), head(support, support_labels, query)
+    assert not torch.equal(first.qc_logits, second.qc_logits)
+    torch.testing.assert_close(first.logits, second.logits)
+    trained = small_head().eval()
+    with torch.no_grad():
+        torch.testing.assert_close(trained(support, support_labels, query).qc_logits,
+                                   trained(support, support_labels, query).qc_logits)
+    with pytest.raises(ValueError, match="qc_mode"):
+        small_head(qc_mode="frozen")

@@ -9,21 +9,12 @@ import pytest
 import torch
 import yaml
 
-from fsvid import sweeps
 from fsvid.config import ConfigError, to_dict
-from fsvid.sweeps import (
-    CSV_FIELDS,
-    PUBLISHED,
-    SWEEPS,
-    SYNTHETIC_REPRODUCTION,
-    expand,
-    plan,
-    read_csv,
-    run_status,
-    run_sweep,
-    slug,
-    write_rows,
-)
+from fsvid.experiments import cli, running
+from fsvid.experiments.definitions import SWEEPS, SYNTHETIC_REPRODUCTION, expand, plan, slug
+from fsvid.experiments.published import PUBLISHED, PUBLISHED_TABLES, PublishedTable, index_tables, published
+from fsvid.experiments.results import CSV_FIELDS, read_csv, write_rows
+from fsvid.experiments.running import run_status, run_sweep
 
 from engine_helpers import TINY_RUN, fsvid_home, tiny_dataset  # noqa: F401  (fixtures)
 
@@ -46,8 +37,17 @@ def test_published_numbers_match_methods_md():
     assert PUBLISHED["strm_cardinalities"]["ssv2_OTAM"]["{1}"] == 67.2
     assert PUBLISHED["strm_mechanisms"]["ssv2_OTAM"]["MLP/MLP"] == 65.0
     assert PUBLISHED["mastaf_ablations"]["ucf_ARN"]["NoRes"] == 88.9
-    assert sweeps.published("strm_joint", "ssv2_OTAM", "Jnt-ST (2 l)") == 65.8
-    assert sweeps.published("strm_joint", "synthetic", "Jnt-ST (2 l)") is None
+    assert published("strm_joint", "ssv2_OTAM", "Jnt-ST (2 l)") == 65.8
+    assert published("strm_joint", "synthetic", "Jnt-ST (2 l)") is None
+
+
+def test_published_tables_name_their_source_and_are_not_given_twice():
+    assert all(table.source and table.accuracies for table in PUBLISHED_TABLES)
+    assert {(t.sweep, t.dataset) for t in PUBLISHED_TABLES} == {(s, d) for s, tables in PUBLISHED.items() for d in tables}
+    twice = [PublishedTable("strm_joint", "ssv2_OTAM", "STRM Table 3", {"TRM": 62.1}),
+             PublishedTable("strm_joint", "ssv2_OTAM", "another", {"TRM": 60.0})]
+    with pytest.raises(ValueError, match="strm_joint.*ssv2_OTAM.*given twice: 'STRM Table 3' and 'another'"):
+        index_tables(twice)
 
 
 def test_slug_makes_folder_names():
@@ -174,7 +174,7 @@ def _fake_engine(monkeypatch, calls):
 
     monkeypatch.setattr(engine, "train", fake_train)
     monkeypatch.setattr(engine, "evaluate_run", fake_evaluate)
-    monkeypatch.setattr(sweeps, "evaluate_reversal_run", fake_reversal)
+    monkeypatch.setattr(running, "evaluate_reversal_run", fake_reversal)
 
 
 def test_finished_runs_are_skipped_and_rows_replaced(tmp_path, monkeypatch):
@@ -278,7 +278,7 @@ def test_real_tiny_sweep_trains_evaluates_and_resumes(tiny_dataset, fsvid_home, 
     assert rows[1]["paired_difference"] == pytest.approx(rows[1]["accuracy"] - rows[0]["accuracy"], abs=1e-3)
     assert rows[0]["paired_difference"] == 0.0 and rows[0]["paired_ci95"] == 0.0
     # the analysis figures draw from these trained runs
-    from fsvid.plots import draw_analysis
+    from fsvid.experiments.analysis import draw_analysis
 
     torch.set_num_threads(1)
     try:
@@ -303,13 +303,13 @@ def test_real_tiny_sweep_trains_evaluates_and_resumes(tiny_dataset, fsvid_home, 
 
 
 def test_cli_list_show_and_errors(tmp_path, capsys, fsvid_home):  # noqa: F811
-    assert sweeps.main(["list", "--scale", "synthetic"]) == 0
+    assert cli.main(["list", "--scale", "synthetic"]) == 0
     out = capsys.readouterr().out
     assert all(name in out for name in SWEEPS) and "PLE+FLE+TRM" in out and "STRM (HMDB)" not in out
-    assert sweeps.main(["show", "strm_joint", "--output", str(tmp_path)]) == 0
+    assert cli.main(["show", "strm_joint", "--output", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "strm_joint/Jnt-ST (1 l)" in out and "new" in out and "model.joint_layers=1" in out
-    assert sweeps.main(["run", "strm_joint", "--variants", "nope", "--output", str(tmp_path)]) == 2
+    assert cli.main(["run", "strm_joint", "--variants", "nope", "--output", str(tmp_path)]) == 2
     assert "no variant 'nope'" in capsys.readouterr().err
-    assert sweeps.main(["show", "strm_joint", "train.lr"]) == 2
+    assert cli.main(["show", "strm_joint", "train.lr"]) == 2
     assert "key=value" in capsys.readouterr().err

@@ -105,3 +105,24 @@ def test_transform_errors() -> None:
         ClipTransform(train=False, resize=None, crop=4)(torch.zeros(2, 3, 8, 8))
     with pytest.raises(ValueError, match="numpy Generator"):
         ClipTransform(train=True, resize=None, crop=4)(torch.zeros(2, 3, 8, 8, dtype=torch.uint8))
+
+
+def test_centre_training_crop_is_the_same_window_for_every_draw() -> None:
+    """``train_crop="center"`` (released MASTAF: resize, flip, centre crop): every draw gives
+    the centre window, flipped or not; the flip coin still varies."""
+    clip = noise_clip(height=10, width=16)
+    centre = clip[:, :, 1:9, 4:12]  # as test_centre_crop_exact_window
+    transform = ClipTransform(train=True, resize=None, crop=8, flip=True, train_crop="center")
+    flips = set()
+    for seed in range(20):
+        out = torch.round(transform(clip, np.random.default_rng(seed)) * 255).to(torch.uint8)
+        flipped = torch.equal(out, centre.flip(-1))
+        assert flipped or torch.equal(out, centre)
+        flips.add(flipped)
+    assert flips == {True, False}
+    # a random training crop does move (the default)
+    random_crop = ClipTransform(train=True, resize=None, crop=8, flip=False)
+    windows = {tuple(random_crop(clip, np.random.default_rng(s))[0, 0, 0, :2].tolist()) for s in range(20)}
+    assert len(windows) > 1
+    with pytest.raises(ValueError, match="train_crop"):
+        ClipTransform(train=True, train_crop="middle")

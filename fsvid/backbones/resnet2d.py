@@ -32,8 +32,9 @@ class ResNet2d(VideoBackbone):
         output: `frames` (videos, L, C), `patches` (videos, L, P*P, C), `maps`
             (videos, C, L, h, w), `positions` (videos, L*h*w, C) or `pooled` (videos, C).
         weights: None (random init), a local file / state dict (torchvision or TRX/STRM
-            layout), or a torchvision name: `"imagenet"`, `"IMAGENET1K_V1"`, `"DEFAULT"`,
-            `"ResNet50_Weights.IMAGENET1K_V2"` (downloads once into torchvision's cache).
+            layout), or a torchvision name: `"IMAGENET1K_V1"` (the released TRX/STRM code's),
+            `"DEFAULT"`, `"ResNet50_Weights.IMAGENET1K_V2"` (downloads once into torchvision's
+            cache); `"imagenet"` only for depths 18 and 34 (ResNet-50 has V1 and V2: name one).
         trainable: `all`, `last` (layer4 only) or `none`.
         patch_grid, patch_pool: P and the pooling for `patches` (STRM: 4, max).
         normalize: None (released TRX/STRM: raw [0, 1] pixels), `"imagenet"` or (mean, std).
@@ -58,8 +59,9 @@ class ResNet2d(VideoBackbone):
         self.torchvision_arch = f"resnet{depth}"
         self.missing_file_help = (
             f"Save torchvision's ImageNet weights once with "
-            f"`torch.save(torchvision.models.resnet{depth}(weights='DEFAULT').state_dict(), path)` "
-            f"(a download), pass weights='imagenet' to let torchvision download them, or give a "
+            f"`torch.save(torchvision.models.resnet{depth}(weights='IMAGENET1K_V1').state_dict(), path)` "
+            f"(a download; V1 is the released TRX/STRM code's), pass weights='IMAGENET1K_V1' to let "
+            f"torchvision download them, or give a "
             f"released TRX/STRM backbone state dict (resnet.0.weight ...)."
         )
         resnet = RESNET2D_DEPTHS[depth](weights=None)

@@ -15,14 +15,15 @@ Every backbone loads weights the same way:
    module's own and raises one `ValueError` that lists every missing, unexpected and
    shape-mismatched key, naming the file, before copying anything.
 
-Named torchvision weights (`weights="imagenet"`, `"IMAGENET1K_V2"`,
-`"ResNet50_Weights.IMAGENET1K_V2"`) are resolved by `resolve_torchvision_weights`; only
+Named torchvision weights (`"IMAGENET1K_V1"`, `"ResNet50_Weights.IMAGENET1K_V1"`, the alias
+`"imagenet"` where it is unambiguous) are resolved by `resolve_torchvision_weights`; only
 building a backbone with such a name downloads anything.
 """
 
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Union
@@ -55,6 +56,35 @@ def strip_wrapper_names(key: str) -> str:
     return ".".join(part for part in key.split(".") if part not in _WRAPPER_NAME_PARTS)
 
 
+def load_tensors_file(path: str | Path, what: str = "checkpoint") -> Any:
+    """``torch.load(path, weights_only=True)`` on CPU, or ``ValueError`` saying "this is not a
+    ``what`` fsvid can read safely: PATH" and why (a pickle of Python objects other than
+    tensors, numbers, strings, lists and dicts, which could run code; a damaged file; not a
+    torch file at all). Never falls back to full unpickling."""
+    try:
+        with warnings.catch_warnings():  # torch warns about the pickle protocol of plain pickles
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # UnpicklingError, RuntimeError (bad zip), EOFError, ...
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        objects = next((line for line in lines if "GLOBAL" in line or "Unsupported global" in line), None)
+        opcode = next((line for line in lines if line.startswith("Unsupported operand")), None)
+        if opcode is None and (objects is not None or "Weights only load failed" in str(error)):
+            why = "it holds Python objects, which fsvid does not unpickle (that could run code)"
+            why += f": {objects.split('. ')[0].rstrip('.')}" if objects else ""
+            why += "; save tensors only, e.g. torch.save(model.state_dict(), path)"
+        elif opcode is not None and _first_byte(path) == b"\x80":  # pickle protocol 2+
+            why = "a plain Python pickle, not a torch.save file; fsvid does not unpickle those (that could run code)"
+        else:
+            why = f"{opcode or lines[0] if lines else type(error).__name__}: damaged, or not a torch file"
+        raise ValueError(f"this is not a {what} fsvid can read safely: {path} ({why})") from None
+
+
+def _first_byte(path: str | Path) -> bytes:
+    with open(path, "rb") as handle:
+        return handle.read(1)
+
+
 def read_state_dict(source: WeightsSource, missing_file_help: str = "") -> tuple[dict[str, Tensor], str]:
     """Read a state dict from a local file or take one from memory.
 
@@ -84,12 +114,7 @@ def read_state_dict(source: WeightsSource, missing_file_help: str = "") -> tuple
                 message += " " + missing_file_help
             raise FileNotFoundError(message)
         label = f"weights file '{path}'"
-        try:
-            content = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as error:  # noqa: BLE001 (re-raised with the file named)
-            raise ValueError(
-                f"{label} could not be read with torch.load(weights_only=True): {error}"
-            ) from error
+        content = load_tensors_file(path, "weights file")
 
     # Open wrappers such as {"arch": "resnet-50", "state_dict": {...}, "optimizer": {...}}.
     while isinstance(content, Mapping):
@@ -188,13 +213,17 @@ def resolve_torchvision_weights(arch: str, spec: Any) -> WeightsEnum | None:
     """Turn a weights name into a torchvision weights enum member, or None if it is no name.
 
     Accepted for `arch="resnet50"`: a `ResNet50_Weights` member, `"DEFAULT"`,
-    `"IMAGENET1K_V2"` (any case), `"ResNet50_Weights.IMAGENET1K_V2"` and the alias
-    `"imagenet"` (the default ImageNet weights); for video models `"kinetics400"`.
-    Any other string is not a name (the caller treats it as a file path). Resolving does
-    not download; `member.get_state_dict()` does.
+    `"IMAGENET1K_V1"` (any case), `"ResNet50_Weights.IMAGENET1K_V1"`; for video models
+    `"kinetics400"`. The alias `"imagenet"` stands for the default ImageNet weights, except
+    for a ResNet with several ImageNet versions (resnet50, resnet101, resnet152: V1 and V2),
+    where it is refused: the released TRX/STRM code used `resnet50(pretrained=True)`, i.e.
+    `IMAGENET1K_V1`, while torchvision's DEFAULT is `IMAGENET1K_V2`, and they give different
+    features. Any other string is not a name (the caller treats it as a file path).
+    Resolving does not download; `member.get_state_dict()` does.
 
     Raises:
-        ValueError: an alias or enum member that does not belong to `arch`.
+        ValueError: an alias or enum member that does not belong to `arch`, or the
+            ambiguous `"imagenet"` for such a ResNet.
     """
     enum_class = get_model_weights(arch)
     if isinstance(spec, WeightsEnum):
@@ -210,6 +239,14 @@ def resolve_torchvision_weights(arch: str, spec: Any) -> WeightsEnum | None:
         if not default.name.startswith(dataset):
             raise ValueError(
                 f"weights='{spec}' is not available for {arch}: torchvision has {list(enum_class.__members__)}"
+            )
+        versions = [m for m in enum_class.__members__ if m.startswith(dataset)]
+        if arch.startswith("resnet") and len(versions) > 1:
+            raise ValueError(
+                f"weights='{spec}' is ambiguous for {arch}: torchvision has {' and '.join(versions)}. "
+                f"IMAGENET1K_V1 is the original release, what `{arch}(pretrained=True)` loaded and the "
+                f"released TRX/STRM code used; IMAGENET1K_V2 (torchvision's DEFAULT) comes from a newer "
+                f"training recipe. Name one: weights='IMAGENET1K_V1' (model.backbone_weights=IMAGENET1K_V1)"
             )
         return default
     if "." in name:

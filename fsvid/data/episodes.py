@@ -3,7 +3,9 @@
 A C-way K-shot task with Q queries per class (METHODS.md, "The few-shot task"):
 
 1. draw C distinct classes of the split;
-2. in each, draw K + Q distinct videos: the first K are the support, the other Q the queries;
+2. in each, draw K + Q distinct videos: the first K are the support, the other Q the queries
+   (``query_sampling="one_class"``, the released MASTAF sampler: then only one class of the
+   task, drawn uniformly, keeps its Q queries);
 3. read an L-frame clip of each video (:mod:`fsvid.data.sampling`, :mod:`fsvid.data.transforms`).
 
 Task ``i`` is a pure function of ``(seed, i)``:
@@ -11,7 +13,8 @@ Task ``i`` is a pure function of ``(seed, i)``:
 - the composition (steps 1-2) comes from ``numpy.random.default_rng([seed, i])`` and does
   not depend on frames, sizes or augmentation, so every method evaluated with the same seed
   and split sees exactly the same test tasks (paired comparison);
-- the clip randomness (frame jitter, crop, flip; training only) comes from
+- the clip randomness (frame jitter, crop, flip; training only, or the frame jitter of
+  ``jitter_test_frames`` test clips) comes from
   ``numpy.random.default_rng([seed, i, 1])``, drawn support videos first, then queries.
 
 So the task list is reproducible, a resumed run continues at task ``i``
@@ -67,8 +70,9 @@ class Episode:
 
     - ``support``: (C*K, L, 3, H, W) float clips; videos ``c*K .. c*K+K-1`` are class ``c``.
     - ``support_labels``: (C*K,) int64 task labels in ``0..C-1``: ``[0]*K + [1]*K + ...``.
-    - ``query``: (C*Q, L, 3, H, W) float clips, ordered like the support.
-    - ``query_labels``: (C*Q,) int64 task labels.
+    - ``query``: (C*Q, L, 3, H, W) float clips, ordered like the support (``one_class``
+      query sampling: (Q, L, 3, H, W), all of one class).
+    - ``query_labels``: (C*Q,) (or (Q,)) int64 task labels.
     - ``class_names``: the C real class names, ``class_names[c]`` is task label ``c``.
     - ``class_indices``: (C,) int64 index of each class among all classes of the split
       (sorted class names, :func:`fsvid.data.splits.split_classes`): the targets of a global
@@ -113,14 +117,26 @@ class Episode:
 class Task:
     """The composition of task ``index``: indices into the sampler's video list.
 
-    ``classes``: (C,) split-level class indices; ``support``: (C, K) and ``query``: (C, Q)
-    video indices, row ``c`` belonging to ``classes[c]``.
+    ``classes``: (C,) split-level class indices; ``support``: (C, K) video indices, row ``c``
+    belonging to ``classes[c]``; ``query``: (C, Q) video indices likewise (``per_class``
+    sampling), or (1, Q) of class ``classes[query_rows[0]]`` (``one_class``).
+    ``query_rows``: the task label of each row of ``query``, ``arange(C)`` or ``[c]``.
     """
 
     index: int
     classes: np.ndarray
     support: np.ndarray
     query: np.ndarray
+    query_rows: np.ndarray | None = None
+
+    @property
+    def query_labels(self) -> np.ndarray:
+        """(rows*Q,) task label of each query, in the order of ``query.reshape(-1)``."""
+        rows = np.arange(len(self.classes)) if self.query_rows is None else self.query_rows
+        return np.repeat(rows, self.query.shape[1])
+
+
+QuerySampling = Literal["per_class", "one_class"]
 
 
 class TaskSampler:
@@ -132,12 +148,24 @@ class TaskSampler:
         class_names: all classes of the split; classes without enough videos are an error.
         way, shot, query: C, K and Q.
         seed: non-negative integer.
+        query_sampling: ``"per_class"`` (Q queries from each of the C classes) or
+            ``"one_class"`` (Q queries from one class of the task, drawn uniformly; the released
+            MASTAF sampler, ``staf/video_reader.py`` lines 254-266).
 
     Raises ``ValueError`` when the split has fewer than ``way`` classes or when a class has
     fewer than ``shot + query`` videos (naming every such class and its count).
     """
 
-    def __init__(self, video_classes: Sequence[int], class_names: Sequence[str], way: int, shot: int, query: int, seed: int = 0) -> None:
+    def __init__(
+        self,
+        video_classes: Sequence[int],
+        class_names: Sequence[str],
+        way: int,
+        shot: int,
+        query: int,
+        seed: int = 0,
+        query_sampling: QuerySampling = "per_class",
+    ) -> None:
         for name, value in (("way", way), ("shot", shot)):
             if value < 1:
                 raise ValueError(f"{name} must be at least 1, got {value}")
@@ -145,6 +173,9 @@ class TaskSampler:
             raise ValueError(f"query must be non-negative, got {query}")
         if seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {seed}")
+        if query_sampling not in ("per_class", "one_class"):
+            raise ValueError(f"query_sampling must be 'per_class' or 'one_class', got {query_sampling!r}")
+        self.query_sampling = query_sampling
         self.class_names = list(class_names)
         self.way, self.shot, self.query, self.seed = way, shot, query, seed
         video_classes = np.asarray(video_classes, dtype=np.int64)
@@ -174,7 +205,12 @@ class TaskSampler:
             videos = self.videos_of_class[c]
             picked = videos[rng.choice(len(videos), size=self.shot + self.query, replace=False)]
             support[row], query[row] = picked[: self.shot], picked[self.shot :]
-        return Task(index, classes.astype(np.int64), support, query)
+        if self.query_sampling == "per_class":
+            return Task(index, classes.astype(np.int64), support, query)
+        # one_class: the same draws, then one class keeps its queries (a draw of its own, so the
+        # support of task i is the same under both samplings)
+        row = int(rng.integers(self.way))
+        return Task(index, classes.astype(np.int64), support, query[row : row + 1], np.array([row]))
 
 
 class DecodedVideoMemory:
@@ -250,6 +286,11 @@ class EpisodeDataset(Dataset):
         decode_threads: decord threads per video (1 suits DataLoader workers).
         memory_bytes: keep up to this many bytes of decoded videos in memory
             (:class:`DecodedVideoMemory`); 0 (default) decodes the sampled frames on every read.
+        query_sampling: ``"per_class"`` or ``"one_class"`` (:class:`TaskSampler`).
+        jitter_test_frames: with ``train=False``, sample frames as in training (random ends,
+            from the clip generator of the task) while the transform stays the test one; the
+            released MASTAF loader does this (``staf/video_reader.py`` lines 190-205 ignore the
+            train/test mode). Default False: deterministic test frames.
     """
 
     def __init__(
@@ -270,6 +311,8 @@ class EpisodeDataset(Dataset):
         progress: bool = True,
         decode_threads: int = 1,
         memory_bytes: int = 0,
+        query_sampling: QuerySampling = "per_class",
+        jitter_test_frames: bool = False,
     ) -> None:
         if frames < 1:
             raise ValueError(f"frames must be at least 1, got {frames}")
@@ -296,7 +339,10 @@ class EpisodeDataset(Dataset):
         self.short_videos = short_videos
         self.decode_threads = decode_threads
         self.memory = DecodedVideoMemory(memory_bytes) if memory_bytes > 0 else None
-        self.sampler = TaskSampler([index_of[v.class_name] for v in videos], self.class_names, way, shot, query, seed)
+        self.jitter_test_frames = jitter_test_frames
+        self.sampler = TaskSampler(
+            [index_of[v.class_name] for v in videos], self.class_names, way, shot, query, seed, query_sampling
+        )
 
     @classmethod
     def from_split(
@@ -321,11 +367,14 @@ class EpisodeDataset(Dataset):
         progress: bool = True,
         decode_threads: int = 1,
         memory_bytes: int = 0,
+        train_crop: Literal["random", "center"] = "random",
+        query_sampling: QuerySampling = "per_class",
+        jitter_test_frames: bool = False,
     ) -> EpisodeDataset:
         """Read ``split_file``, find its videos under ``data_root`` and build the dataset.
 
-        ``resize``, ``crop``, ``flip`` and ``normalize`` configure :class:`ClipTransform`
-        (flip applies in training only); ``on_missing`` is passed to
+        ``resize``, ``crop``, ``train_crop``, ``flip`` and ``normalize`` configure
+        :class:`ClipTransform` (flip applies in training only); ``on_missing`` is passed to
         :func:`fsvid.data.splits.resolve_split`. The global class index covers every class
         of the list, even one whose videos are all missing.
         """
@@ -333,12 +382,14 @@ class EpisodeDataset(Dataset):
         if not entries:
             raise ValueError(f"split list {split_file} has no entries")
         videos = resolve_split(entries, data_root, on_missing=on_missing, split_name=str(Path(split_file)))
-        transform = ClipTransform(train=train, resize=resize, crop=crop, flip=flip, normalize=normalize)
+        transform = ClipTransform(
+            train=train, resize=resize, crop=crop, flip=flip, normalize=normalize, train_crop=train_crop
+        )
         return cls(
             videos, way=way, shot=shot, query=query, frames=frames, train=train, num_tasks=num_tasks,
             seed=seed, transform=transform, sampling=sampling, short_videos=short_videos,
             class_names=split_classes(entries), progress=progress, decode_threads=decode_threads,
-            memory_bytes=memory_bytes,
+            memory_bytes=memory_bytes, query_sampling=query_sampling, jitter_test_frames=jitter_test_frames,
         )
 
     def __len__(self) -> int:
@@ -352,12 +403,13 @@ class EpisodeDataset(Dataset):
         if not 0 <= index < self.num_tasks:
             raise IndexError(f"task {index} out of range for {self.num_tasks} tasks")
         task = self.sampler.task(index)
-        clip_rng = np.random.default_rng([self.seed, index, 1]) if self.train else None
+        random_frames = self.train or self.jitter_test_frames
+        clip_rng = np.random.default_rng([self.seed, index, 1]) if random_frames else None
 
         def clips(video_indices: np.ndarray) -> tuple[Tensor, list[str]]:
             sources = [self.videos[v] for v in video_indices.reshape(-1)]  # class by class
-            tensors = [load_clip(s, self.frames, self.train, self.transform, clip_rng, self.sampling, self.decode_threads,
-                                 self.memory)
+            tensors = [load_clip(s, self.frames, random_frames, self.transform, clip_rng, self.sampling,
+                                 self.decode_threads, self.memory)
                        for s in sources]
             return torch.stack(tensors), [s.key for s in sources]  # (C*K, L, 3, H, W)
 
@@ -371,7 +423,7 @@ class EpisodeDataset(Dataset):
             support=support,
             support_labels=torch.arange(way).repeat_interleave(self.shot),  # (C*K,)
             query=query,
-            query_labels=torch.arange(way).repeat_interleave(self.query),  # (C*Q,)
+            query_labels=torch.from_numpy(task.query_labels),  # (C*Q,), or (Q,) of one class
             class_names=[self.class_names[c] for c in task.classes],
             class_indices=torch.from_numpy(task.classes),  # (C,)
             support_videos=support_videos,

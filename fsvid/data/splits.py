@@ -13,7 +13,8 @@ standard lists differ only in what the two parts look like:
 ======================  ===================================================================
 
 :func:`read_split` turns a list into :class:`SplitEntry` rows (blank lines are skipped, a
-malformed line is an error naming the file and the line number). :func:`resolve_split` finds
+UTF-8 byte order mark is dropped; a malformed line, such as one with a label column
+``class/video_id 3``, or bytes that are not UTF-8 are an error naming the file and the line). :func:`resolve_split` finds
 each entry under a data root that holds, per class folder, either a video file
 ``class/video_id.{mp4,webm,avi,mkv}`` or a folder of extracted frames ``class/video_id/*.jpg``.
 Matching is case-sensitive on every file system (the released TRX loader lower-cases the
@@ -80,7 +81,8 @@ def parse_split_lines(lines: Iterable[str], source: str = "<lines>") -> list[Spl
     Leading and trailing whitespace (including ``\\r`` of Windows line ends) is removed, blank
     lines are skipped, spaces inside a class name are kept. Raises ``ValueError`` naming
     ``source`` and the 1-based line number for a line without exactly one ``/``, with an
-    empty class or video id, or repeating an earlier line.
+    empty class or video id, with a second column (a tab, or a number after a space: a label
+    column), or repeating an earlier line.
     """
     entries: list[SplitEntry] = []
     first_seen: dict[str, int] = {}
@@ -95,6 +97,12 @@ def parse_split_lines(lines: Iterable[str], source: str = "<lines>") -> list[Spl
                 f"{where}: expected 'class_folder/video_id', got {text!r} ({what})"
             )
         class_name, video_id = (part.strip() for part in text.split("/"))
+        extra = _extra_column(video_id)
+        if extra is not None:
+            raise ValueError(
+                f"{where}: {text!r} has an extra column {extra!r} after the video id; a split list has one "
+                "column, 'class_folder/video_id' (no label column: the class is the folder)"
+            )
         if not class_name or not video_id:
             empty = "class folder" if not class_name else "video id"
             raise ValueError(f"{where}: empty {empty} in {text!r}")
@@ -106,17 +114,35 @@ def parse_split_lines(lines: Iterable[str], source: str = "<lines>") -> list[Spl
     return entries
 
 
+def _extra_column(video_id: str) -> str | None:
+    """The second column of ``video_id`` when the line carries one (a tab, or a number after a
+    space: ``v0 3`` is video ``v0`` with label 3), else None. Spaces inside ids are kept."""
+    if "\t" in video_id:
+        return video_id.split("\t", 1)[1].strip()
+    head, _, tail = video_id.rpartition(" ")
+    return tail if head and tail.lstrip("+-").isdigit() else None
+
+
 def read_split(path: str | os.PathLike) -> list[SplitEntry]:
-    """Read a split list file (UTF-8), see :func:`parse_split_lines`.
+    """Read a split list file (UTF-8, a byte order mark is dropped), see :func:`parse_split_lines`.
 
     Raises ``FileNotFoundError`` when the file does not exist and ``ValueError`` (with file
-    and line number) for a malformed line.
+    and line number) for a malformed line or bytes that are not UTF-8.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"split list not found: {path}")
-    with open(path, encoding="utf-8") as handle:
-        return parse_split_lines(handle, source=str(path))
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        start = 3 if data.startswith(b"\xef\xbb\xbf") else 0
+        line = data[: start + error.start].count(b"\n") + 1
+        raise ValueError(
+            f"{path}, line {line}: not UTF-8 (byte {data[start + error.start]:#04x}); split lists are "
+            "UTF-8 text: re-save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)"
+        ) from None
+    return parse_split_lines(text.split("\n"), source=str(path))
 
 
 def split_classes(entries: Iterable[SplitEntry | VideoSource]) -> list[str]:
@@ -211,6 +237,8 @@ def _missing_message(
             near = [n for s, n in stems.items() if s.lower() == entry.video_id.lower()]
             if near:
                 hint = f" (differs in case from {near[0]!r})"
+            elif os.path.splitext(entry.video_id)[1].lower() in VIDEO_EXTENSIONS:
+                hint = " (written with its extension: split lists give video ids without one)"
         shown.append(f"{entry.key!r} (line {entry.line}){hint}")
     more = f", ... and {len(missing) - _SHOW} more" if len(missing) > _SHOW else ""
     return (

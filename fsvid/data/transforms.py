@@ -3,8 +3,9 @@
 ``uint8 (L, 3, H, W)  ->  float32 (L, 3, crop, crop)`` in [0, 1] (or ImageNet-normalised):
 
 1. resize so that the shorter side is ``resize`` (bilinear, antialiased), aspect kept;
-2. training: one random ``crop x crop`` window and one horizontal-flip decision (probability
-   ``flip_p``), shared by every frame of the clip so that motion stays coherent;
+2. training: one random ``crop x crop`` window (or the centre window, ``train_crop="center"``,
+   as the released MASTAF loader) and one horizontal-flip decision (probability ``flip_p``),
+   shared by every frame of the clip so that motion stays coherent;
    testing: the centre ``crop x crop`` window, no flip;
 3. scale to float in [0, 1]; optionally normalise by the ImageNet mean and std.
 
@@ -43,6 +44,8 @@ class ClipTransform:
             left to right"; the released TRX/STRM code flips anyway (the default here), pass
             ``flip=False`` for direction-sensitive datasets.
         flip_p: probability of a flip when ``flip`` is on.
+        train_crop: ``"random"`` (TRX/STRM) or ``"center"`` (MASTAF: ``staf/video_reader.py``
+            lines 88-93, Resize(256), RandomHorizontalFlip, CenterCrop) training window.
         normalize: subtract the ImageNet mean and divide by its std after scaling to [0, 1]
             (the released code does not).
         mean, std: the normalisation constants.
@@ -58,11 +61,14 @@ class ClipTransform:
         normalize: bool = False,
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
+        train_crop: str = "random",
     ) -> None:
         if crop < 1:
             raise ValueError(f"crop must be positive, got {crop}")
         if resize is not None and resize < crop:
             raise ValueError(f"resize (shorter side {resize}) must be at least the crop size {crop}")
+        if train_crop not in ("random", "center"):
+            raise ValueError(f"train_crop must be 'random' or 'center', got {train_crop!r}")
         if not 0.0 <= flip_p <= 1.0:
             raise ValueError(f"flip_p must be in [0, 1], got {flip_p}")
         self.train = train
@@ -70,6 +76,7 @@ class ClipTransform:
         self.crop = crop
         self.flip = flip
         self.flip_p = flip_p
+        self.train_crop = train_crop
         self.normalize = normalize
         self.mean = list(mean)
         self.std = list(std)
@@ -89,8 +96,11 @@ class ClipTransform:
         if self.train:
             if rng is None:
                 raise ValueError("a training transform needs a numpy Generator (rng)")
+            # drawn for a centre crop too: the flip coin comes from the same stream either way
             top = int(rng.integers(0, height - self.crop, endpoint=True))
             left = int(rng.integers(0, width - self.crop, endpoint=True))
+            if self.train_crop == "center":  # torchvision's centre: round((size - crop) / 2)
+                top, left = int(round((height - self.crop) / 2.0)), int(round((width - self.crop) / 2.0))
             coin = float(rng.random())  # drawn even when flips are off: same stream either way
             flip = self.flip and coin < self.flip_p
             clip = TF.crop(clip, top, left, self.crop, self.crop)  # (L, 3, crop, crop)
@@ -106,5 +116,6 @@ class ClipTransform:
 
     def __repr__(self) -> str:
         mode = "train" if self.train else "test"
-        return (f"ClipTransform({mode}, resize={self.resize}, crop={self.crop}, "
+        crop = f"{self.train_crop} " if self.train else ""
+        return (f"ClipTransform({mode}, resize={self.resize}, crop={crop}{self.crop}, "
                 f"flip={self.flip and self.train}, normalize={self.normalize})")

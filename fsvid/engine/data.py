@@ -99,6 +99,17 @@ def split_class_names(location: DataLocation, split: str) -> list[str]:
     return split_classes(read_split(location.split_file(split)))
 
 
+def global_class_count(config: RunConfig, location: DataLocation) -> int:
+    """Outputs of MASTAF's global classifier (``model.global_classes``): the training classes,
+    or every class of the train, val and test lists (the released code: one output per class
+    folder of the dataset, ``--train_num_classes 51`` for HMDB). Targets stay the index among
+    the training classes; with ``all`` the other outputs are never a target (they only enter
+    the softmax), as in the released code."""
+    if config.model.global_classes == "train":
+        return len(split_class_names(location, "train"))
+    return len({name for split in SPLITS for name in split_class_names(location, split)})
+
+
 def episode_dataset(
     config: RunConfig,
     split: str,
@@ -131,6 +142,9 @@ def episode_dataset(
         on_missing=data.on_missing,
         progress=progress,
         memory_bytes=data.memory_mb * 1024**2,
+        train_crop=data.train_crop,
+        query_sampling=task.query_sampling,
+        jitter_test_frames=data.test_sampling == "jittered",
     )
 
 
@@ -139,8 +153,12 @@ def time_reversed_pairs(config: RunConfig, split: str = "test") -> list[tuple[st
     if config.data.dataset != "synthetic":
         return []
     root = Path(config.data.root).expanduser() if config.data.root else default_synthetic_root()
-    meta = json.loads((root / "dataset.json").read_text())
-    classes = meta["classes"]
+    path = root / "dataset.json"
+    try:
+        classes = json.loads(path.read_text(encoding="utf-8"))["classes"]
+    except (ValueError, KeyError, TypeError) as error:  # JSONDecodeError, UnicodeDecodeError
+        raise ValueError(f"synthetic dataset description {path} is damaged ({error!r}); generate the dataset "
+                         f"again (`fsvid synthetic {root}` in a new folder)") from None
     pairs = set()
     for entry in classes if isinstance(classes, list) else [dict(name=k, **v) for k, v in classes.items()]:
         if entry.get("split") == split and entry.get("twin"):

@@ -82,15 +82,31 @@ class EvalResult:
         for p in (path, tasks_path):
             if not p.is_file():
                 raise FileNotFoundError(f"no evaluation result {p}; run `fsvid evaluate {directory}` first")
-        data = json.loads(path.read_text())
-        accuracies = np.load(tasks_path, allow_pickle=False)
+        again = f"evaluate the run again (`fsvid evaluate {directory}`) to rewrite it"
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            class_names = list(data["class_names"])
+            confusion = np.asarray(data["confusion"], dtype=np.int64)
+            task_list, meta = dict(data.get("task_list", {})), dict(data.get("meta", {}))
+        except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as error:
+            what = f"no {error}" if isinstance(error, KeyError) else str(error).splitlines()[0]
+            raise ValueError(f"evaluation result {path} is damaged ({type(error).__name__}: {what}); {again}") from None
+        try:
+            accuracies = np.load(tasks_path, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as error:
+            raise ValueError(f"per-task accuracies {tasks_path} are damaged ({error}); {again}") from None
+        expected = data.get("tasks")
+        if accuracies.ndim != 1 or not np.issubdtype(accuracies.dtype, np.number) or (
+                isinstance(expected, int) and len(accuracies) != expected):
+            raise ValueError(f"per-task accuracies {tasks_path} hold a {accuracies.dtype} array of shape "
+                             f"{accuracies.shape}, expected {expected} numbers (as {path.name} says); {again}")
         return cls(
             task_accuracies=accuracies,
             accuracy=mean_and_ci(accuracies),
-            class_names=list(data["class_names"]),
-            confusion=np.asarray(data["confusion"], dtype=np.int64),
-            task_list=dict(data.get("task_list", {})),
-            meta=dict(data.get("meta", {})),
+            class_names=class_names,
+            confusion=confusion,
+            task_list=task_list,
+            meta=meta,
         )
 
 

@@ -21,9 +21,9 @@ from typing import Any
 import torch
 
 from fsvid.config import RunConfig, from_dict, load_config, save_config
+from fsvid.engine.checkpoint import CheckpointError, check_finite_weights, check_state_dict_matches, load_checkpoint
 from fsvid.features import FeatureCache
-from fsvid.engine.checkpoint import check_state_dict_matches, load_checkpoint
-from fsvid.engine.data import episode_dataset, locate_data, split_class_names
+from fsvid.engine.data import episode_dataset, global_class_count, locate_data
 from fsvid.engine.distributed import Distributed, resolve_device
 from fsvid.engine.evaluate import TASK_LIST_FIELDS, EvalResult, evaluate_model
 from fsvid.engine.features import cache_root, evaluate_from_cache, feature_episodes, split_cache
@@ -52,6 +52,10 @@ def _checkpoint_path(run: str | Path, which: str) -> Path:
 
 def _load_model(path: Path, device: str | torch.device) -> tuple[FewShotModel, RunConfig, dict[str, Any]]:
     checkpoint = load_checkpoint(path, map_location="cpu")
+    missing = [entry for entry in ("config", "model") if entry not in checkpoint]
+    if missing:
+        raise CheckpointError(f"{path} lacks {' and '.join(missing)}: it is not a checkpoint written by fsvid train")
+    check_finite_weights(checkpoint, path, "its scores would mean nothing; use the other checkpoint or train again")
     config = from_dict(RunConfig, checkpoint["config"])
     model = build_model(config, n_global=checkpoint.get("n_global"))
     check_state_dict_matches(model, checkpoint["model"], str(path))
@@ -138,10 +142,16 @@ def evaluate_config(
     tasks = tasks if tasks is not None else config.eval.tasks
     if not untrained:
         return evaluate_run(run_dir(config), tasks, split, progress, config.eval.checkpoint, save=save, cache=cache)
+    trained = [name for name in ("last.pt", "best.pt") if (run_dir(config) / name).is_file()]
+    if save and trained:
+        raise ValueError(
+            f"{run_dir(config)} holds a trained run ({', '.join(trained)}): saving an untrained evaluation there would "
+            f"overwrite its config.yaml and eval_{split}.json; give the untrained model another name= or output_dir="
+        )
     device = resolve_device(config.train.device)
     location = locate_data(config, generate=True, progress=progress)
     torch.manual_seed(config.train.seed)
-    model = build_model(config, n_global=len(split_class_names(location, "train"))).to(device)
+    model = build_model(config, n_global=global_class_count(config, location)).to(device)
     directory = run_dir(config)
     if save:
         save_config(config, directory / "config.yaml")
@@ -208,14 +218,16 @@ def build_run_cache(
     backbone of that run's ``which`` checkpoint. ``root``: default ``data.cache``, else the
     run folder's ``cache/``. The training split gets ``data.cache_views`` augmented views.
     """
+    if run is not None:  # the run's own configuration says where its data are (``config`` is not used)
+        model, config = load_trained_model(run, which, "cpu")
     device = resolve_device(config.train.device)
     location = locate_data(config, generate=True, progress=progress)
     if run is not None:
-        model, config = load_trained_model(run, which, device)
+        model = model.to(device)
         folder = Path(run)
     else:
         torch.manual_seed(config.train.seed)
-        model = build_model(config, n_global=len(split_class_names(location, "train"))).to(device)
+        model = build_model(config, n_global=global_class_count(config, location)).to(device)
         folder = run_dir(config)
     if root is None:
         root = cache_root(config, folder) if config.data.cache is not None else folder / "cache"

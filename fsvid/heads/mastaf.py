@@ -257,7 +257,12 @@ class MASTAFHead(nn.Module):
         query_labels: Tensor | None = None,
         return_global: bool | None = None,
     ) -> HeadOutput:
-        """Score queries against the support set.
+        """Score queries against the support set, in float32 even under autocast.
+
+        The cosine scores (x ``scale``) and the attention softmax (/ ``temperature``) magnify
+        bfloat16's rounding of the correlation and GAP products beyond the gaps between
+        classes, so the whole head runs with autocast off on float32 copies of its inputs
+        (the backbone before it may still run in reduced precision).
 
         Args:
             support: (support videos, D, *spatial) maps or (support videos, N, D) tokens,
@@ -291,6 +296,18 @@ class MASTAFHead(nn.Module):
                 ``cross_logits`` (queries, way), ``classes`` (way,). Only the maps that
                 were computed are present.
         """
+        with torch.autocast(support.device.type, enabled=False):
+            return self._scores(support.float(), support_labels, query.float(), query_labels, return_global)
+
+    def _scores(
+        self,
+        support: Tensor,
+        support_labels: Tensor,
+        query: Tensor,
+        query_labels: Tensor | None,
+        return_global: bool | None,
+    ) -> HeadOutput:
+        """:meth:`forward` without the float32 guard (same arguments and result)."""
         support_maps, layout = flatten_positions(support, "support")  # (S, D, N)
         query_maps, query_layout = flatten_positions(query, "query")  # (queries, D, N)
         self._check_inputs(support_maps, layout, query_maps, query_layout)

@@ -25,9 +25,13 @@ that combination is ``extras["test_logits"]`` (weight ``qc_test_weight``; it equ
 when the classifier is switched off). Evaluate with ``output.extras["test_logits"]`` to follow
 the released protocol, with ``output.logits`` for the TRM alone.
 
-The classifier is a registered module (``query_class``), so it is trained and saved. (The
-released code keeps it in a plain Python list: never optimised, never saved; a converted
-released checkpoint therefore has an untrained classifier, see ``fsvid.convert``.)
+The classifier is a registered module (``query_class``), so it is trained and saved
+(``qc_mode="trained"``). The released code keeps it in a plain Python list
+(``strm/model.py`` line 447): never optimised, never saved, never switched to eval mode, yet
+its loss term reaches the PLE and the backbone. ``qc_mode="released"`` reproduces that: fixed
+random weights drawn from ``qc_seed`` (non-persistent buffers, rebuilt identically whenever the
+head is built, so checkpoints need not hold them), dropout on in eval mode too. (A converted
+released checkpoint has no classifier weights either, see ``fsvid.convert``.)
 
 Ablations (all constructor switches; ``STRM_ABLATIONS`` lists the paper's settings):
 - pieces on/off (Fig. 6 left): ``patch_enrichment=None``, ``frame_enrichment=None``,
@@ -49,6 +53,7 @@ from typing import Literal
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
@@ -161,22 +166,39 @@ class QueryClassSimilarity(nn.Module):
     Euclidean distance to every tuple of every support video of a class, minimum over those,
     mean over the query tuples; logit = -that mean (the paper's max-similarity written as a
     min-distance), averaged over cardinalities.
+
+    ``frozen_seed`` (``qc_mode="released"``): the linear maps get ``nn.Linear``'s default
+    initialisation, ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``, drawn from a generator seeded with
+    it, and are kept as non-persistent buffers (no gradient, not in the state dict); dropout
+    then stays on in eval mode. Gradients still flow through the classifier into its input.
     """
 
     def __init__(
-        self, dim: int, seq_len: int, cardinalities: Sequence[int], out_dim: int | None = None, dropout: float = 0.1
+        self,
+        dim: int,
+        seq_len: int,
+        cardinalities: Sequence[int],
+        out_dim: int | None = None,
+        dropout: float = 0.1,
+        frozen_seed: int | None = None,
     ) -> None:
         super().__init__()
         self.dropout = nn.Dropout(dropout)
         self.tuple_embeddings = nn.ModuleList(
             TupleEmbedding(dim, out_dim or dim // 2, seq_len, w) for w in cardinalities
         )
+        self.frozen = frozen_seed is not None
+        if self.frozen:
+            generator = torch.Generator().manual_seed(frozen_seed)
+            for embedding in self.tuple_embeddings:
+                _freeze_linear(embedding.linear, generator)
 
     def forward(self, support: Tensor, query: Tensor) -> Tensor:
         """support: (way, shots, L, D); query: (queries, L, D) -> logits (queries, way)."""
         way, shots = support.shape[:2]
         n_queries = query.shape[0]
-        frames = self.dropout(torch.cat([support.flatten(0, 1), query]))  # (videos, L, D)
+        frames = torch.cat([support.flatten(0, 1), query])  # (videos, L, D)
+        frames = F.dropout(frames, self.dropout.p, training=self.training or self.frozen)
         logits = []
         for embedding in self.tuple_embeddings:
             z = embedding(frames)  # (videos, T, D'')
@@ -188,6 +210,16 @@ class QueryClassSimilarity(nn.Module):
             nearest = distance.min(dim=-1).values  # (queries, T, way): closest tuple of the class
             logits.append(-nearest.mean(dim=1))  # Eq. 8, (queries, way)
         return torch.stack(logits, dim=-1).mean(dim=-1)  # (queries, way)
+
+
+def _freeze_linear(linear: nn.Linear, generator: torch.Generator) -> None:
+    """Replace ``linear``'s parameters by seeded random non-persistent buffers (same init law)."""
+    bound = 1.0 / math.sqrt(linear.in_features)
+    weight = torch.empty_like(linear.weight).uniform_(-bound, bound, generator=generator)
+    bias = torch.empty_like(linear.bias).uniform_(-bound, bound, generator=generator)
+    del linear.weight, linear.bias
+    linear.register_buffer("weight", weight, persistent=False)
+    linear.register_buffer("bias", bias, persistent=False)
 
 
 class STRMHead(nn.Module):
@@ -212,6 +244,8 @@ class STRMHead(nn.Module):
         query_class: bool = True,
         qc_dim: int | None = None,
         qc_test_weight: float = 0.1,
+        qc_mode: Literal["trained", "released"] = "trained",
+        qc_seed: int = 0,
         attention_scale: bool = False,
         learnable_gamma: bool = True,
         dropout: float = 0.1,
@@ -228,6 +262,8 @@ class STRMHead(nn.Module):
                 f"(got {patch_enrichment!r}, {frame_enrichment!r})"
             )
         self.dim, self.seq_len, self.patches = dim, seq_len, patches
+        if qc_mode not in ("trained", "released"):
+            raise ValueError(f"qc_mode must be 'trained' or 'released', got {qc_mode!r}")
         self.qc_test_weight = qc_test_weight
         self.keep_attention = False
 
@@ -242,7 +278,9 @@ class STRMHead(nn.Module):
             for i in range(joint_layers)
         )
         self.query_class = (
-            QueryClassSimilarity(dim, seq_len, cardinalities, qc_dim, dropout) if query_class else None
+            QueryClassSimilarity(dim, seq_len, cardinalities, qc_dim, dropout, qc_seed if qc_mode == "released" else None)
+            if query_class
+            else None
         )
         self.frame_enrichment = (
             None

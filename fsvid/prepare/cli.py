@@ -135,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(verify)
     verify.add_argument("--report-dir", type=Path, default=None, help="where to write the reports (default OUT/.fsvid)")
     verify.add_argument("--no-plot", action="store_true", help="do not draw the PNG")
+    parser.command_parsers = commands.choices  # {command: its parser}, for the data_scripts/ scripts
     return parser
 
 
@@ -147,7 +148,10 @@ def _split_files(args: argparse.Namespace) -> dict[str, Path] | list[Path]:
         return benchmark_split_files(args.benchmark, args.splits)
     except FileNotFoundError:
         print(f"fetching the {args.benchmark} split lists", file=sys.stderr)
-        get_splits(args.splits, source=args.splits_from, benchmarks=[args.benchmark], progress=False)
+        try:
+            get_splits(args.splits, source=args.splits_from, benchmarks=[args.benchmark], progress=False)
+        except ConnectionError as error:
+            raise ConnectionError(f"{error} (--splits-from DIR)") from error
         return benchmark_split_files(args.benchmark, args.splits)
 
 
@@ -163,8 +167,11 @@ def _verify(args: argparse.Namespace, out_root: Path, split_files, report_dir: P
 
 def _run(args: argparse.Namespace) -> int:
     if args.command == "splits":
-        paths = get_splits(args.dest, source=args.source, benchmarks=args.benchmark, overwrite=args.overwrite,
-                           progress=not args.no_progress)
+        try:
+            paths = get_splits(args.dest, source=args.source, benchmarks=args.benchmark, overwrite=args.overwrite,
+                               progress=not args.no_progress)
+        except ConnectionError as error:
+            raise ConnectionError(f"{error} (--from DIR)") from error
         root = paths[0].parents[1] if paths else args.dest
         print(f"{len(paths)} split lists in {root}, sha256 checked")
         return 0
@@ -187,10 +194,21 @@ def _run(args: argparse.Namespace) -> int:
     return _verify(args, args.out_root, split_files)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Parse ``argv`` (default ``sys.argv[1:]``), run the command, return the exit status."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def main(argv: list[str] | None = None, script: str | None = None) -> int:
+    """Parse ``argv`` (default ``sys.argv[1:]``), run the command, return the exit status.
+
+    ``script``: the path of a ``data_scripts/`` script that runs one command (``argv[0]``);
+    usage and error messages then name that script rather than ``python -m fsvid.prepare``.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if script is not None:
+        command = argv[0]
+        sub = build_parser().command_parsers[command]
+        sub.prog = f"python {script}"  # was "python -m fsvid.prepare COMMAND"
+        args = sub.parse_args(argv[1:])
+        args.command = command
+    else:
+        args = build_parser().parse_args(argv)
     try:
         return _run(args)
     except (FileNotFoundError, ValueError, ConnectionError, SplitChecksumError) as error:

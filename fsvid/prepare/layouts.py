@@ -316,7 +316,7 @@ def load_ssv2_classes(label_files: Mapping[str, Path]) -> dict[str, str]:
                 items = json.load(handle)
             for item in items:
                 classes[str(item["id"])] = ssv2_class_name(item["template"])
-        except (json.JSONDecodeError, KeyError, TypeError) as error:
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as error:
             raise ValueError(f"{path} is not an SSv2 annotation file (a JSON list of "
                              f"{{'id', 'template', ...}} entries): {error!r}") from error
     return classes

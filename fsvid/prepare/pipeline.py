@@ -141,8 +141,16 @@ def _check_settings(out: Path, dataset: str, options: OutputOptions, overwrite: 
     path = out / META_DIR / "prepare.json"
     wanted = {"dataset": dataset, "output": options.output_settings()}
     if path.is_file() and not overwrite:
-        with open(path, encoding="utf-8") as handle:
-            previous = json.load(handle)
+        try:
+            with open(path, encoding="utf-8") as handle:
+                previous = json.load(handle)
+            if not isinstance(previous, dict):
+                raise ValueError(f"expected a JSON object, got {type(previous).__name__}")
+        except ValueError as error:  # JSONDecodeError, UnicodeDecodeError
+            raise ValueError(
+                f"{path} (the options {out} was prepared with) is damaged: {error}. Use another output folder, "
+                "or overwrite=True (--overwrite) to convert every video again"
+            ) from None
         differ = [f"{k}: {previous.get('output', {}).get(k)!r} before, {v!r} now"
                   for k, v in wanted["output"].items() if previous.get("output", {}).get(k) != v]
         if previous.get("dataset") != dataset:
@@ -180,8 +188,15 @@ def read_prepare_log(out_root: str | os.PathLike) -> dict[str, dict[str, str]]:
 def _read_log(path: Path) -> dict[str, dict[str, str]]:
     if not path.is_file():
         return {}
-    with open(path, newline="", encoding="utf-8") as handle:
-        return {row["key"]: row for row in csv.DictReader(handle)}
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            if reader.fieldnames is None or "key" not in reader.fieldnames:
+                raise ValueError(f"no 'key' column (columns: {reader.fieldnames})")
+            return {row["key"]: row for row in reader}
+    except (ValueError, csv.Error) as error:  # UnicodeDecodeError too
+        raise ValueError(f"preparation log {path} is damaged ({error}); move it away to prepare or "
+                         "verify without it") from None
 
 
 def _write_log(path: Path, rows: dict[str, dict[str, object]]) -> None:

@@ -230,7 +230,7 @@ def _get_one(rel: str, expected: str, target: Path, src: Path | None, overwrite:
             except OSError as error:  # urllib's URLError, timeouts, HTTP errors
                 raise ConnectionError(
                     f"could not download {what}: {error}. Without network access, copy the TRX "
-                    "repository's splits/ folder by other means and pass it as source (--from DIR)"
+                    "repository's splits/ folder by other means and give it as the source folder"
                 ) from error
         check_sha256(partial, expected, what)
         os.replace(partial, target)

@@ -3,11 +3,14 @@
 :func:`verify_prepared` looks up every entry of every list under the prepared root exactly
 as :func:`fsvid.data.resolve_split` does (so "found" here means found by the loader), opens
 each video with the loader's reader (:func:`fsvid.data.open_video`, decord or JPEG folders),
-counts its frames and decodes the L frames that test-time sampling reads. Each video is:
+counts its frames (a video file's count is checked against its container, and counted by
+decoding when they disagree) and decodes the L frames that test-time sampling reads. Each
+video is:
 
 - ``ok``: readable, at least L frames;
 - ``missing``: not under the root (near misses in letter case are named);
-- ``unreadable``: cannot be opened or the test-time frames cannot be decoded (or, according
+- ``unreadable``: cannot be opened, its frame count cannot be trusted, or the test-time
+  frames cannot be decoded (or, according
   to the preparation log ``OUT/.fsvid/prepare_log.csv``, its raw video could not be decoded);
 - ``too_short``: fewer than L frames (the default ``short_videos="drop"`` policy drops it).
 
@@ -28,7 +31,7 @@ from pathlib import Path
 
 from fsvid.data.sampling import FrameSampling, sample_frame_indices
 from fsvid.data.splits import resolve_split
-from fsvid.data.video import open_video
+from fsvid.data.video import VideoFileReader, container_frame_counts, decoded_frame_count, open_video
 from fsvid.prepare.parallel import parallel_map
 from fsvid.prepare.pipeline import META_DIR, read_prepare_log, read_split_files
 from fsvid.prepare.splits import identify_split_file
@@ -56,18 +59,45 @@ class VideoCheck:
         return f"{self.class_name}/{self.video_id}"
 
 
-def _check_video(job: tuple[str, int, str]) -> tuple[int | None, str]:
-    """(frames, error message) of one prepared video: open, count, decode the test frames."""
+def _check_video(job: tuple[str, int, str]) -> tuple[int | None, str, str]:
+    """(frames, error message, note) of one prepared video: open, count (checked against the
+    container, see :func:`_checked_count`), decode the test frames."""
     path, frames, sampling = job
     count: int | None = None
     try:
         reader = open_video(path)
         count = len(reader)
+        note, error = _checked_count(reader)
+        if error:
+            return count, error, ""
         reader.read(sample_frame_indices(count, frames, train=False, scheme=sampling).tolist())
     except Exception as error:  # VideoReadError, decord/PyAV errors, a bad JPEG
         text = str(error).strip().splitlines()
-        return count, f"{type(error).__name__}: {text[0] if text else ''}"
-    return count, ""
+        return count, f"{type(error).__name__}: {text[0] if text else ''}", ""
+    return count, "", note
+
+
+def _checked_count(reader) -> tuple[str, str]:
+    """(note, error) on the reader's frame count, which is not trusted unchecked.
+
+    A frame folder's count is its files. A video file's count is compared with the number of
+    frames its container lists and the number its duration implies (edit lists applied); when
+    those disagree (by more than 1 frame or 1%) the frames are counted by decoding with PyAV,
+    and a reader count that differs from the decoded count is an error.
+    """
+    if not isinstance(reader, VideoFileReader):
+        return "", ""
+    count = len(reader)
+    listed, implied = container_frame_counts(reader.path)
+    if reader.decoder == "pyav":
+        return f"frames counted by decoding with PyAV (the container lists {listed})", ""
+    if implied is None or abs(implied - count) <= max(1, count // 100):
+        return "", ""
+    decoded = decoded_frame_count(reader.path)
+    if decoded == count:
+        return f"frame count {count} checked by decoding (the duration implies {implied})", ""
+    return "", (f"frame count unreliable: the reader finds {count} frames, the container lists {listed}, "
+                f"{decoded} decode; re-encode the video (e.g. without an edit list)")
 
 
 def _why_missing(root: Path, class_name: str, video_id: str, listings: dict[str, dict[str, str] | None]) -> str:
@@ -292,8 +322,8 @@ def verify_prepared(
             jobs.append((str(source.path), frames, sampling))
 
     results = parallel_map(_check_video, jobs, workers, desc="verifying", progress=progress)
-    for slot, (count, error) in zip(slots, results):
+    for slot, (count, error, note) in zip(slots, results):
         c = checks[slot]
         status = "unreadable" if error else ("too_short" if count is not None and count < frames else "ok")
-        checks[slot] = VideoCheck(c.split, c.class_name, c.video_id, status, count, c.path, error)
+        checks[slot] = VideoCheck(c.split, c.class_name, c.video_id, status, count, c.path, error or note)
     return VerifyReport(root, frames, {k: Path(v) for k, v in paths.items()}, standard, checks)

@@ -13,12 +13,15 @@ them only when their ``interactive`` parameter is true and draw static figures o
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
+from matplotlib.ticker import MaxNLocator
 from torch import Tensor
+
+from fsvid.experiments.analysis import TupleMatch, best_tuple_matches, project_2d
+from fsvid.experiments.drawing import pyplot, to_images
 
 __all__ = [
     "to_images",
@@ -27,13 +30,14 @@ __all__ = [
     "heatmap",
     "overlay_attention",
     "TupleMatch",
-    "top_tuple_matches",
+    "best_tuple_matches",
     "tuple_match_figure",
     "pairwise_angles",
     "pca_2d",
     "embedding_scatter",
     "training_curves",
     "markdown_table",
+    "WIDGET_DPI",
     "interactive_figure",
     "episode_browser",
     "tuple_match_viewer",
@@ -41,32 +45,11 @@ __all__ = [
 ]
 
 
-def _plt():
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 # ----------------------------------------------------------------------------- clips
 
 
-def to_images(clip: Tensor | np.ndarray) -> np.ndarray:
-    """A clip as (L, H, W, 3) float images in [0, 1].
-
-    Accepts (L, 3, H, W) tensors or arrays (float in [0, 1] or uint8) and (L, H, W, 3) arrays
-    (float or uint8). ImageNet-normalised clips are rescaled to [0, 1] per clip for display.
-    """
-    array = clip.detach().cpu().numpy() if isinstance(clip, Tensor) else np.asarray(clip)
-    if array.ndim != 4 or 3 not in (array.shape[1], array.shape[-1]):
-        raise ValueError(f"expected a clip (L, 3, H, W) or (L, H, W, 3), got shape {array.shape}")
-    if array.shape[1] == 3 and array.shape[-1] != 3:
-        array = array.transpose(0, 2, 3, 1)  # (L, H, W, 3)
-    if array.dtype == np.uint8:
-        return array.astype(np.float32) / 255.0
-    array = array.astype(np.float32)
-    if array.min() < 0.0 or array.max() > 1.0:  # normalised input: stretch for display
-        array = (array - array.min()) / max(float(array.max() - array.min()), 1e-8)
-    return array
 
 
 def frame_strip(
@@ -82,7 +65,7 @@ def frame_strip(
     ``frame_labels``: a label under each frame (e.g. the sampled frame indices);
     ``highlight``: frames framed in red (e.g. the frames of a tuple).
     """
-    plt = _plt()
+    plt = pyplot()
     images = to_images(clip)
     frames, height, width, _ = images.shape
     canvas = np.ones((height, frames * (width + gap) - gap, 3), dtype=np.float32)
@@ -98,31 +81,51 @@ def frame_strip(
     else:
         ax.set_xticks([])
     for i in highlight:
-        ax.add_patch(_plt().Rectangle((i * (width + gap) - 0.5, -0.5), width, height, fill=False, edgecolor="red", linewidth=2))
+        ax.add_patch(pyplot().Rectangle((i * (width + gap) - 0.5, -0.5), width, height, fill=False, edgecolor="red", linewidth=2))
     if title:
         ax.set_title(title, fontsize=8, loc="left")
     return ax
 
 
-def episode_figure(episode: Any, max_shots: int | None = None, max_queries: int | None = None) -> Any:
-    """One row per clip of an :class:`fsvid.data.Episode`: each class's support videos, then
-    the queries, titled with class name and role. Returns the figure."""
-    plt = _plt()
+def episode_figure(
+    episode: Any, max_shots: int | None = None, max_queries: int | None = None, by_class: bool = False
+) -> Any:
+    """The clips of an :class:`fsvid.data.Episode`, each titled with class name, role and video.
+    Returns the figure.
+
+    ``by_class=False``: one row per clip, each class's support videos, then the queries (a tall
+    figure for reading down a notebook); ``True``: one column per class, its support videos then
+    its queries below (a wide, short figure that fits a screen, as in the episode browser).
+    """
+    plt = pyplot()
     way = episode.way
     shots = episode.support.shape[0] // way
     queries = episode.query.shape[0] // way if episode.query.shape[0] else 0
     shown_shots = min(shots, max_shots or shots)
     shown_queries = min(queries, max_queries if max_queries is not None else queries)
-    rows = []
-    for c in range(way):
-        rows += [(episode.support[c * shots + k], f"support  {episode.class_names[c]}  ({episode.support_videos[c * shots + k]})")
-                 for k in range(shown_shots)]
-    for c in range(way):
-        rows += [(episode.query[c * queries + k], f"query  {episode.class_names[c]}  ({episode.query_videos[c * queries + k]})")
-                 for k in range(shown_queries)]
+    cells = [  # (class, row within the class, clip, title)
+        *((c, k, episode.support[c * shots + k], f"support {k}: {episode.support_videos[c * shots + k]}")
+          for c in range(way) for k in range(shown_shots)),
+        *((c, shown_shots + k, episode.query[c * queries + k], f"query {k}: {episode.query_videos[c * queries + k]}")
+          for c in range(way) for k in range(shown_queries)),
+    ]
     frames = episode.support.shape[1]
-    fig, axes = plt.subplots(len(rows), 1, figsize=(max(3.0, 0.9 * frames), 1.05 * len(rows)), squeeze=False)
-    for ax, (clip, title) in zip(axes[:, 0], rows):
+    if by_class:
+        rows, columns = shown_shots + shown_queries, way
+        column_width = min(max(2.4, 0.5 * frames), 8.4 / columns)  # at most 8.4 in: an output area's width
+        height, width = episode.support.shape[-2:]
+        strip = column_width * height / (frames * width)  # the height of one frame strip
+        figsize = (columns * column_width, rows * (strip + 0.3) + 0.4)
+    else:
+        rows, columns = len(cells), 1
+        figsize = (max(3.0, 0.9 * frames), 1.05 * rows)
+    fig, axes = plt.subplots(rows, columns, figsize=figsize, squeeze=False)
+    for n, (c, k, clip, title) in enumerate(cells):
+        ax = axes[k, c] if by_class else axes[n, 0]
+        if by_class:  # short titles: the columns are narrow
+            title = title.split(":")[0] if k else f"{episode.class_names[c]} · {title.split(':')[0]}"
+        else:
+            title = f"{episode.class_names[c]} · {title}"
         frame_strip(clip, ax=ax, title=title)
     fig.suptitle(f"task {episode.task_index}: {way}-way {shots}-shot, {queries} queries per class", fontsize=9)
     fig.tight_layout()
@@ -148,16 +151,19 @@ def heatmap(
     vmax: float | None = None,
 ) -> Any:
     """A 2-D matrix as an image with optional tick labels and annotations; returns the axis."""
-    plt = _plt()
+    plt = pyplot()
     values = matrix.detach().cpu().float().numpy() if isinstance(matrix, Tensor) else np.asarray(matrix, dtype=float)
     if values.ndim != 2:
         raise ValueError(f"heatmap needs a 2-D matrix, got shape {values.shape}")
     if ax is None:
         _, ax = plt.subplots(figsize=(min(8.0, 1.5 + 0.35 * values.shape[1]), min(8.0, 1.2 + 0.35 * values.shape[0])))
     image = ax.imshow(values, cmap=cmap, aspect="auto", interpolation="nearest", vmin=vmin, vmax=vmax)
-    for setter, labels, size in ((ax.set_xticks, xticklabels, values.shape[1]), (ax.set_yticks, yticklabels, values.shape[0])):
+    for axis, setter, labels, size in ((ax.xaxis, ax.set_xticks, xticklabels, values.shape[1]),
+                                       (ax.yaxis, ax.set_yticks, yticklabels, values.shape[0])):
         if labels is not None:
             setter(range(size), [str(label) for label in labels], fontsize=7)
+        else:  # rows and columns are cells: ticks on whole indices only (never -0.5 or 0.5)
+            axis.set_major_locator(MaxNLocator(nbins=min(size, 8), integer=True, min_n_ticks=1))
     if xticklabels is not None:
         plt.setp(ax.get_xticklabels(), rotation=60, ha="right")
     if annotate:
@@ -179,11 +185,16 @@ def overlay_attention(
     attention: Tensor | np.ndarray,
     ax: Any = None,
     title: str | None = None,
-    alpha: float = 0.55,
-    cmap: str = "jet",
+    alpha: float = 0.5,
+    cmap: str = "autumn",
 ) -> Any:
-    """A frame (3, H, W) or (H, W, 3) with an (h, w) attention grid stretched over it."""
-    plt = _plt()
+    """A frame (3, H, W) or (H, W, 3) with an (h, w) attention grid stretched over it.
+
+    The grid is min-max scaled and drawn with an opacity that grows with the weight, up to
+    ``alpha``: the frame stays visible where attention is low, and the cells that get most
+    attention are tinted (``cmap``) and outlined, so the picture reads even at a few pixels.
+    """
+    plt = pyplot()
     image = to_images(frame[None] if isinstance(frame, Tensor) else np.asarray(frame)[None])[0]  # (H, W, 3)
     grid = attention.detach().cpu().float().numpy() if isinstance(attention, Tensor) else np.asarray(attention, dtype=float)
     if grid.ndim != 2:
@@ -191,8 +202,17 @@ def overlay_attention(
     if ax is None:
         _, ax = plt.subplots(figsize=(2, 2))
     height, width = image.shape[:2]
+    scaled = (grid - grid.min()) / max(float(grid.max() - grid.min()), 1e-8)  # (h, w) in [0, 1]
+    tint = plt.get_cmap(cmap)(scaled)  # (h, w, 4) RGBA
+    tint[..., 3] = alpha * scaled
+    extent = (-0.5, width - 0.5, height - 0.5, -0.5)
     ax.imshow(image, interpolation="nearest")
-    ax.imshow(grid, cmap=cmap, alpha=alpha, extent=(-0.5, width - 0.5, height - 0.5, -0.5), interpolation="nearest")
+    ax.imshow(tint, extent=extent, interpolation="nearest")
+    top = np.argwhere(scaled >= 0.75)  # the most attended cells, outlined
+    cell_h, cell_w = height / grid.shape[0], width / grid.shape[1]
+    for i, j in top:
+        ax.add_patch(plt.Rectangle((j * cell_w - 0.5, i * cell_h - 0.5), cell_w, cell_h, fill=False,
+                                   edgecolor="yellow", linewidth=1))
     ax.set_xticks([])
     ax.set_yticks([])
     if title:
@@ -203,47 +223,12 @@ def overlay_attention(
 # ----------------------------------------------------------------------------- tuple matches
 
 
-@dataclass(frozen=True)
-class TupleMatch:
-    """A query tuple and the support tuple it attends to most (within one class)."""
-
-    query_tuple: tuple[int, ...]
-    shot: int
-    support_tuple: tuple[int, ...]
-    weight: float
-
-
-def top_tuple_matches(attention: Tensor, tuples: Tensor, k: int = 3) -> list[TupleMatch]:
-    """The ``k`` query tuples whose strongest attention weight is largest, each with the
-    support tuple (and shot) it attends to most.
-
-    ``attention``: (T, shots, T) TRX attention of one query over one class's support tuples
-    (``TRXHead`` with ``keep_attention = True``: ``extras["attention"][i][query, class]``);
-    ``tuples``: (T, w) frame indices of the tuples (``extras["tuples"][i]``).
-    """
-    if attention.dim() != 3 or attention.shape[0] != tuples.shape[0] or attention.shape[2] != tuples.shape[0]:
-        raise ValueError(
-            f"attention must be (T, shots, T) with T = {tuples.shape[0]} tuples, got {tuple(attention.shape)}"
-        )
-    flat = attention.detach().float().flatten(1)  # (T, shots*T)
-    best_weight, best = flat.max(dim=1)  # (T,)
-    order = best_weight.argsort(descending=True)[:k]
-    n_tuples = tuples.shape[0]
-    return [
-        TupleMatch(
-            query_tuple=tuple(int(i) for i in tuples[t]),
-            shot=int(best[t]) // n_tuples,
-            support_tuple=tuple(int(i) for i in tuples[int(best[t]) % n_tuples]),
-            weight=float(best_weight[t]),
-        )
-        for t in order.tolist()
-    ]
 
 
 def tuple_match_figure(query_clip: Tensor, support_clips: Tensor, matches: Sequence[TupleMatch], title: str | None = None) -> Any:
     """For each match: the query clip with its tuple's frames framed, and the matched support
     clip with its tuple framed. ``support_clips``: (shots, L, 3, H, W) of the class."""
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(len(matches), 2, figsize=(2 * max(3.0, 0.9 * query_clip.shape[0]), 1.3 * len(matches)), squeeze=False)
     for row, match in enumerate(matches):
         frame_strip(query_clip, ax=axes[row, 0], highlight=match.query_tuple, title=f"query tuple {match.query_tuple}")
@@ -268,16 +253,10 @@ def pairwise_angles(vectors: Tensor) -> Tensor:
 
 
 def pca_2d(x: Tensor) -> Tensor:
-    """(n, D) -> (n, 2): the points projected on their two principal directions.
-
-    Each direction's sign is fixed (largest loading positive) so the picture is reproducible.
-    """
-    x = x.detach().double()
-    centred = x - x.mean(dim=0, keepdim=True)
-    _, _, vh = torch.linalg.svd(centred, full_matrices=False)  # rows of vh: directions
-    directions = vh[:2]  # (2, D)
-    signs = torch.sign(directions.gather(1, directions.abs().argmax(dim=1, keepdim=True)))  # (2, 1)
-    return (centred @ (directions * signs).T).float()  # (n, 2)
+    """(n, D) -> (n, 2): the points projected on their two principal directions, each
+    direction's sign fixed (largest loading positive) so the picture is reproducible
+    (:func:`fsvid.experiments.analysis.project_2d` as a tensor)."""
+    return torch.from_numpy(project_2d(x)).float()
 
 
 def embedding_scatter(
@@ -289,7 +268,7 @@ def embedding_scatter(
     markers: Sequence[str] | None = None,
 ) -> Any:
     """A 2-D scatter of ``points`` (n, 2) coloured by ``labels`` (n,) with a legend of ``names``."""
-    plt = _plt()
+    plt = pyplot()
     points = points.detach().cpu().numpy() if isinstance(points, Tensor) else np.asarray(points)
     labels = np.asarray(labels.cpu() if isinstance(labels, Tensor) else labels)
     if ax is None:
@@ -311,7 +290,7 @@ def embedding_scatter(
 def training_curves(history: Sequence[Mapping[str, Any]], title: str | None = None) -> Any:
     """Training loss, training accuracy and validation accuracy (with its 95% CI), in percent,
     against tasks, from a run's history (``TrainResult.history`` or the rows of ``metrics.csv``)."""
-    plt = _plt()
+    plt = pyplot()
 
     def column(split: str, key: str) -> tuple[np.ndarray, np.ndarray]:
         rows = [r for r in history if r.get("split") == split and r.get(key) not in ("", None)]
@@ -339,10 +318,13 @@ def training_curves(history: Sequence[Mapping[str, Any]], title: str | None = No
 
 
 def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None, floatfmt: str = ".2f") -> str:
-    """Rows of dicts as a Markdown table (for ``IPython.display.Markdown``)."""
+    """Rows of dicts as a Markdown table (for ``IPython.display.Markdown``).
+
+    The columns are ``columns``, or every key of any row in the order first seen (a key that
+    only some rows have gets an empty cell in the others)."""
     if not rows:
         return "(no rows)"
-    columns = list(columns) if columns is not None else list(rows[0])
+    columns = list(columns) if columns is not None else list(dict.fromkeys(k for row in rows for k in row))
 
     def cell(value: Any) -> str:
         if isinstance(value, float):
@@ -360,8 +342,17 @@ def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | N
 def _as_figure(drawn: Any) -> Any:
     """The figure of whatever a drawing function returned (a figure, an axis, or nothing)."""
     if drawn is None:
-        return _plt().gcf()
+        return pyplot().gcf()
     return getattr(drawn, "figure", drawn) if not hasattr(drawn, "savefig") else drawn
+
+
+#: Resolution of the widgets' pictures: CSS pixels per inch, so a figure is shown at the size drawn.
+WIDGET_DPI = 96
+
+
+def _png_size(png: bytes) -> tuple[int, int]:
+    """(width, height) in pixels, from a PNG's header."""
+    return int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
 
 
 def interactive_figure(draw: Callable[..., Any], **controls: Any) -> Any:
@@ -370,32 +361,37 @@ def interactive_figure(draw: Callable[..., Any], **controls: Any) -> Any:
 
     ``controls`` are widgets or ``(min, max)`` tuples (integer sliders). The figure is shown as
     a PNG in an ``ipywidgets.Image`` rather than through an ``Output`` widget, so it works the
-    same in every frontend and never waits on output capture.
+    same in every frontend and never waits on output capture. The PNG is drawn at
+    :data:`WIDGET_DPI` and shown at its own pixel size (shrunk, never stretched, to a narrower
+    output area), so what the figure's ``figsize`` says is what the student sees.
     """
     import io
 
     import ipywidgets as widgets
 
-    plt = _plt()
+    plt = pyplot()
     sliders = {}
     for name, control in controls.items():
         if isinstance(control, tuple):
             low, high = control
             control = widgets.IntSlider(value=low, min=low, max=high, description=name)
         sliders[name] = control
-    image = widgets.Image(format="png")
+    image = widgets.Image(format="png", layout=widgets.Layout(height="auto", max_width="100%"))
 
     def render(*_: Any) -> None:
         figure = _as_figure(draw(**{name: control.value for name, control in sliders.items()}))
         buffer = io.BytesIO()
-        figure.savefig(buffer, format="png", dpi=80, bbox_inches="tight")
+        figure.savefig(buffer, format="png", dpi=WIDGET_DPI, bbox_inches="tight")
         plt.close(figure)
-        image.value = buffer.getvalue()
+        png = buffer.getvalue()
+        width, _ = _png_size(png)
+        image.layout.width = f"{width}px"
+        image.value = png
 
     for control in sliders.values():
         control.observe(render, names="value")
     render()
-    return widgets.VBox([*sliders.values(), image])
+    return widgets.VBox([*sliders.values(), image], layout=widgets.Layout(align_items="flex-start"))
 
 
 def episode_browser(dataset: Any, max_shots: int | None = None, max_queries: int | None = None) -> Any:
@@ -403,18 +399,18 @@ def episode_browser(dataset: Any, max_shots: int | None = None, max_queries: int
     import ipywidgets as widgets
 
     slider = widgets.IntSlider(value=0, min=0, max=max(0, len(dataset) - 1), description="task")
-    return interactive_figure(lambda task: episode_figure(dataset[task], max_shots, max_queries), task=slider)
+    return interactive_figure(lambda task: episode_figure(dataset[task], max_shots, max_queries, by_class=True), task=slider)
 
 
 def tuple_match_viewer(query_clip: Tensor, support_clips: Tensor, attention: Tensor, tuples: Tensor) -> Any:
     """Sliders over the query tuples: the chosen query tuple's attention over the class's
-    support tuples, and the support tuple it attends to most (see :func:`top_tuple_matches`)."""
+    support tuples, and the support tuple it attends to most (see :func:`best_tuple_matches`)."""
     import ipywidgets as widgets
 
     n_tuples = tuples.shape[0]
 
     def draw(query_tuple: int) -> Any:
-        plt = _plt()
+        plt = pyplot()
         weights = attention[query_tuple]  # (shots, T)
         shot, best = divmod(int(weights.flatten().argmax()), n_tuples)
         fig, axes = plt.subplots(3, 1, figsize=(8, 4.5))
@@ -434,7 +430,11 @@ def attention_viewer(clip: Tensor, maps: Tensor, title: str = "attention") -> An
 
     if maps.shape[0] != clip.shape[0]:
         raise ValueError(f"one map per frame needed: clip has {clip.shape[0]} frames, maps {tuple(maps.shape)}")
+    def draw(frame: int) -> Any:
+        _, ax = pyplot().subplots(figsize=(3.2, 3.2))
+        return overlay_attention(clip[frame], maps[frame], ax=ax, title=f"{title}, frame {frame}")
+
     return interactive_figure(
-        lambda frame: overlay_attention(clip[frame], maps[frame], title=f"{title}, frame {frame}"),
+        draw,
         frame=widgets.IntSlider(value=0, min=0, max=clip.shape[0] - 1, description="frame"),
     )
