@@ -239,14 +239,16 @@ def run_demo(
     (output / "results.json").write_text(json.dumps(results_json(results, regime), indent=2))
     plot_path = plot_results(results, output / "results.png")
     print(f"\nwritten: {output / 'results.md'}, {output / 'results.json'}, {plot_path}")
-    print(f"total time {time.time() - started:.0f} s ({regime} regime)")
+    print(f"total time {time.time() - started:.0f} s wall, {time.process_time():.0f} s CPU ({regime} regime, "
+          f"{torch.get_num_threads()} threads)")
     return results
 
 
 def _clock(started: float) -> str:
-    """Time since ``started`` as m:ss."""
+    """Wall time since ``started`` as m:ss, and this process's CPU time so far (all threads;
+    on a busy machine the wall time is an upper bound, the CPU time what the work needed)."""
     seconds = int(time.time() - started)
-    return f"{seconds // 60}:{seconds % 60:02d}"
+    return f"{seconds // 60}:{seconds % 60:02d} wall, {time.process_time():.0f} s CPU"
 
 
 def format_table(results: list[MethodResult]) -> str:

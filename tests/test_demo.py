@@ -117,3 +117,20 @@ def test_format_table_reports_the_paired_gain():
     ]
     table = format_table(results)
     assert "| TRX | 87.50 ± " in table and "+37.50 ± " in table
+
+
+def test_the_pretrained_regime_trains_the_heads_on_one_cache(tiny, tmp_path, capsys):
+    # EfficientNet-Lite0's ImageNet weights come with its pip package (nothing downloads)
+    overrides = [*tiny, "model.widths=null", "model.feature_dim=null"]
+    results = run_demo(test_tasks=4, reversal_tasks_per_pair=2, output=tmp_path / "out", progress=False,
+                       overrides=overrides, regime="pretrained")
+    assert [r.method for r in results] == list(METHODS)
+    for result in results:
+        assert result.test.tasks == 4 and 0.0 <= result.reversal.mean <= 100.0
+    printed = capsys.readouterr().out
+    assert "prototype: nothing to train (frozen backbone, parameter-free head)" in printed
+    assert "trx: trained 8 tasks" in printed and "mastaf: trained 8 tasks" in printed
+    assert "feature cache of the train, val and test videos" in printed and "pretrained regime" in printed
+    caches = sorted(p.name.split("_")[0] for p in (tmp_path / "out" / "cache").iterdir())
+    assert caches == ["test", "train", "val"]  # one cache of maps per split, for the four methods
+    assert all(p.name.endswith("_maps") for p in (tmp_path / "out" / "cache").iterdir())
