@@ -20,16 +20,31 @@ Two slow references from ``reference_trx_loop.py``, with the same parameters as 
 The script first checks that both give the same logits and input gradients as ``TRXHead``
 (eval mode, allclose), then times every head in turn, interleaved, and prints the median
 (and the fastest) milliseconds per episode and the speed-up of ``TRXHead`` over each.
+
+The released code itself (``--released-trx PATH``, the folder of a clone of
+https://github.com/tobyperrett/trx holding its ``model.py`` and ``utils.py``; not shipped with
+fsvid): its ``TemporalCrossTransformer`` for every cardinality, built with a stub of its
+``args`` at the sizes above, with random weights from ``torch.manual_seed(0)``; ``TRXHead``
+gets those weights through ``fsvid.convert.from_official``. The row ``trx-released`` times the
+mean of their logits (``CNN_TRX.forward`` without the backbone); the check prints the largest
+relative logit difference and the largest input-gradient difference (relative to the
+released gradient's largest entry). Its ``.cuda()`` calls are sent to the benchmark's device.
+
+    python benchmarks/bench_heads.py --devices cpu --threads 2 --released-trx ~/src/trx --only trx trx-released
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib.util
+import os
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import ModuleType, SimpleNamespace
 
 import torch
 from torch import Tensor, nn
@@ -37,6 +52,7 @@ from torch import Tensor, nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reference_trx_loop import reference_trx_logits, tuple_loop_trx_logits  # noqa: E402
 
+from fsvid.convert import from_official  # noqa: E402
 from fsvid.heads import PrototypeHead, STRMHead, TRXHead  # noqa: E402
 from fsvid.losses import episode_cross_entropy, mastaf_loss, strm_loss  # noqa: E402
 
@@ -106,8 +122,85 @@ def check_reference(head: TRXHead, inputs: list[Tensor], reference: Callable = t
     return f"TRXHead == {reference.__name__}: logits allclose (max rel. diff {worst:.1e}), input gradients allclose"
 
 
-def build(device: torch.device, small: bool) -> dict[str, tuple[nn.Module, Callable, list[Tensor]]]:
-    """Every head with its loss and inputs, at the papers' sizes (or tiny ones with ``small``)."""
+def load_released_trx(folder: Path) -> ModuleType:
+    """Import ``model.py`` of the released TRX code from ``folder`` (its ``from utils import ...``
+    finds the ``utils.py`` beside it; torchvision must be installed)."""
+    model_file = folder / "model.py"
+    if not model_file.is_file() or not (folder / "utils.py").is_file():
+        raise SystemExit(
+            f"--released-trx: {folder} must hold the released model.py and utils.py "
+            "(git clone https://github.com/tobyperrett/trx and pass that folder)"
+        )
+    saved_utils = sys.modules.pop("utils", None)  # the released model.py imports a top-level `utils`
+    sys.path.insert(0, str(folder))
+    try:
+        spec = importlib.util.spec_from_file_location("released_trx_model", model_file)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(folder))
+        sys.modules.pop("utils", None)
+        if saved_utils is not None:
+            sys.modules["utils"] = saved_utils
+    return module
+
+
+@contextlib.contextmanager
+def cuda_calls_to(device: torch.device) -> Iterator[None]:
+    """Send the released code's ``tensor.cuda()`` calls (tuple indices, the logits buffer) to ``device``."""
+    original = torch.Tensor.cuda
+    torch.Tensor.cuda = lambda tensor, *args, **kwargs: tensor.to(device)
+    try:
+        yield
+    finally:
+        torch.Tensor.cuda = original
+
+
+class ReleasedTRX(nn.Module):
+    """The released ``TemporalCrossTransformer`` of every cardinality, logits averaged as ``CNN_TRX`` does."""
+
+    def __init__(self, module: ModuleType, dim: int, out_dim: int, seq_len: int, cardinalities, way, shots, per_class, device):
+        super().__init__()
+        args = SimpleNamespace(
+            trans_linear_in_dim=dim, trans_linear_out_dim=out_dim, way=way, shot=shots,
+            query_per_class=per_class, seq_len=seq_len, temp_set=list(cardinalities), trans_dropout=0.1,
+        )  # fmt: skip
+        self.device = device
+        with cuda_calls_to(device):
+            self.transformers = nn.ModuleList(module.TemporalCrossTransformer(args, w) for w in cardinalities)
+
+    def forward(self, support: Tensor, support_labels: Tensor, query: Tensor) -> Tensor:
+        with cuda_calls_to(self.device):
+            logits = [t(support, support_labels, query)["logits"] for t in self.transformers]
+        return torch.stack(logits, dim=-1).mean(dim=-1)  # (queries, way)
+
+
+def check_released(head: TRXHead, released: ReleasedTRX, inputs: list[Tensor]) -> str:
+    """Logits and input gradients of TRXHead vs the released code, in eval mode (no dropout)."""
+    support, support_labels, query, query_labels = [t.detach() for t in inputs]
+    results = []
+    for module, compute in ((head, lambda s, q: head(s, support_labels, q).logits), (released, lambda s, q: released(s, support_labels, q))):
+        module.eval()
+        s, q = support.clone().requires_grad_(True), query.clone().requires_grad_(True)
+        logits = compute(s, q)
+        nn.functional.cross_entropy(logits, query_labels, reduction="sum").backward()
+        results.append((logits.detach(), s.grad, q.grad))
+        module.zero_grad(set_to_none=True)
+        module.train()
+    (fast, fast_s, fast_q), (ref, ref_s, ref_q) = results
+    logit_diff = float(((fast - ref).abs() / ref.abs().clamp_min(1e-12)).max())
+    grad_diff = [float((a - b).abs().max() / b.abs().max()) for a, b in ((fast_s, ref_s), (fast_q, ref_q))]
+    return (
+        f"TRXHead vs the released code: logits max relative difference {logit_diff:.1e}; input gradients "
+        f"max difference / max |released gradient| {grad_diff[0]:.1e} (support), {grad_diff[1]:.1e} (query)"
+    )
+
+
+def build(
+    device: torch.device, small: bool, released: ModuleType | None = None
+) -> dict[str, tuple[nn.Module, Callable, list[Tensor]]]:
+    """Every head with its loss and inputs, at the papers' sizes (or tiny ones with ``small``);
+    with the released TRX module, also ``trx-released``, and ``trx`` then has its weights."""
     way, shots, per_class, seq_len = 5, 5, 5, 8
     dim, out_dim, patches, positions, n_global = (2048, 1152, 16, 49, 64) if not small else (64, 32, 16, 49, 8)
     side = int(positions**0.5)
@@ -115,6 +208,12 @@ def build(device: torch.device, small: bool) -> dict[str, tuple[nn.Module, Calla
     frames = make_inputs((seq_len, dim), way, shots, per_class, device)
     ce = lambda head, s, sl, q, ql: episode_cross_entropy(head(s, sl, q), ql)  # noqa: E731
     trx = TRXHead(dim, out_dim, seq_len, (2, 3)).to(device).train()
+    if released is not None:
+        torch.manual_seed(0)
+        released_trx = ReleasedTRX(released, dim, out_dim, seq_len, (2, 3), way, shots, per_class, device).to(device)
+        weights = {f"transformers.{k}": v for k, v in released_trx.transformers.state_dict().items()}
+        config = {"L": seq_len, "D": dim, "Dout": out_dim, "temp_set": [2, 3]}
+        trx = from_official("trx", weights, config).to(device).train()
     heads = {
         "prototype": (PrototypeHead().to(device).train(), ce, frames),
         "trx": (trx, ce, frames),
@@ -134,6 +233,12 @@ def build(device: torch.device, small: bool) -> dict[str, tuple[nn.Module, Calla
             make_inputs((seq_len, patches, dim), way, shots, per_class, device, seed=1),
         ),
     }
+    if released is not None:
+        heads["trx-released"] = (
+            released_trx.train(),
+            lambda head, s, sl, q, ql: episode_cross_entropy_of(head(s, sl, q), ql),
+            frames,
+        )
     if MASTAFHead is not None:
         maps = make_inputs((dim, 1, side, side), way, shots, per_class, device, seed=2)
         global_labels = torch.randint(0, n_global, (way * per_class,), generator=torch.Generator().manual_seed(3)).to(device)
@@ -149,26 +254,40 @@ def episode_cross_entropy_of(logits: Tensor, labels: Tensor) -> Tensor:
     return nn.functional.cross_entropy(logits, labels, reduction="sum")
 
 
-def run(device: torch.device, repeats: int, warmup: int, small: bool, only: list[str] | None = None) -> None:
-    heads = build(device, small)
+def run(
+    device: torch.device, repeats: int, warmup: int, small: bool, only: list[str] | None = None,
+    released: ModuleType | None = None,
+) -> None:  # fmt: skip
+    heads = build(device, small, released)
     print(f"\n== {device} ({torch.get_num_threads()} CPU threads)" + (" [small sizes]" if small else ""))
     print(check_reference(heads["trx"][0], heads["trx"][2], tuple_loop_trx_logits))
     print(check_reference(heads["trx"][0], heads["trx"][2], reference_trx_logits))
-    selected = set(only or heads) | {"trx", "trx-reference", "trx-released-style"}
+    if released is not None:
+        print(check_released(heads["trx"][0], heads["trx-released"][0], heads["trx"][2]))
+    selected = set(only or heads) | {"trx"}
     steps = {name: episode_step(head, loss_of, inputs) for name, (head, loss_of, inputs) in heads.items() if name in selected}
     for _ in range(warmup):
         for step in steps.values():
             step()
     times: dict[str, list[float]] = {name: [] for name in steps}
+    load_before = os.getloadavg()[0]
     for _ in range(repeats):  # interleaved, so background load hits every head alike
         for name, step in steps.items():
             times[name].append(timed(step, device))
-    print(f"{'head':<15}{'median ms':>12}{'fastest ms':>12}")
+    print(f"load average (1 min) before / after the timed runs: {load_before:.2f} / {os.getloadavg()[0]:.2f}")
+    print(f"{'head':<20}{'median ms':>12}{'fastest ms':>12}")
     for name, values in times.items():
-        print(f"{name:<15}{statistics.median(values):>12.1f}{min(values):>12.1f}")
+        print(f"{name:<20}{statistics.median(values):>12.1f}{min(values):>12.1f}")
     if MASTAFHead is None and only is None:
         print("mastaf         (fsvid.heads.mastaf not available: skipped)")
-    for reference, label in (("trx-reference", "the per-tuple, per-class loop"), ("trx-released-style", "the released code's formulation")):
+    references = {
+        "trx-reference": "the per-tuple, per-class loop",
+        "trx-released-style": "the released code's formulation",
+        "trx-released": "the released code itself",
+    }
+    for reference, label in references.items():
+        if reference not in times:
+            continue
         ratio = statistics.median(times[reference]) / statistics.median(times["trx"])
         best = min(times[reference]) / min(times["trx"])
         paired = statistics.median(r / f for r, f in zip(times[reference], times["trx"]))
@@ -185,8 +304,13 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--small", action="store_true", help="tiny sizes for a quick smoke run")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--only", nargs="+", default=None, help="time only these heads (the TRX check always runs)")
+    parser.add_argument("--only", nargs="+", default=None, help="time only these heads and trx (the TRX checks always run)")
+    parser.add_argument(
+        "--released-trx", type=Path, default=None, metavar="PATH",
+        help="folder with the released TRX model.py and utils.py (a clone of tobyperrett/trx): race it too",
+    )  # fmt: skip
     args = parser.parse_args()
+    released = load_released_trx(args.released_trx.expanduser()) if args.released_trx else None
     if args.threads:
         torch.set_num_threads(args.threads)
     devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
@@ -194,7 +318,7 @@ def main() -> None:
         if name == "cuda" and not torch.cuda.is_available():
             print("\n== cuda: not available, skipped")
             continue
-        run(torch.device(name), args.repeats, args.warmup, args.small, args.only)
+        run(torch.device(name), args.repeats, args.warmup, args.small, args.only, released)
 
 
 if __name__ == "__main__":

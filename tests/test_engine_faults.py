@@ -56,14 +56,14 @@ def dead_pid() -> int:
 
 
 @pytest.mark.parametrize(
-    "override, message",
-    [
-        ("model.backbone=resnet5O", r"unknown backbone 'resnet5O'"),
-        ("model.backbone_weights=MISSING", r"weights file '.*missing_weights\.pt' not found"),
+    "override, exit_code, message",
+    [  # a wrong name is a configuration error (exit 2, before any work); a missing file is found at the start
+        ("model.backbone=resnet5O", 2, r"model.backbone: 'resnet5O' is not one of"),
+        ("model.backbone_weights=MISSING", 1, r"weights file '.*missing_weights\.pt' not found"),
     ],
 )
 def test_no_resume_with_a_bad_configuration_keeps_the_old_run(
-    override, message, reference_run, tiny_dataset, tmp_path, fsvid_home, capsys, one_thread
+    override, exit_code, message, reference_run, tiny_dataset, tmp_path, fsvid_home, capsys, one_thread
 ):
     folder = copy_run(reference_run, tmp_path)
     before = snapshot(folder)
@@ -71,7 +71,7 @@ def test_no_resume_with_a_bad_configuration_keeps_the_old_run(
     override = override.replace("MISSING", str(tmp_path / "missing_weights.pt"))
     code = main(["train", "--config", str(config_file), override, "--no-resume", "--quiet"])
     err = capsys.readouterr().err
-    assert code == 1 and re.search(message, err), err
+    assert code == exit_code and re.search(message, err), err
     assert snapshot(folder) == before  # last.pt, best.pt, metrics.csv, summary.json, config.yaml untouched
     assert not (folder / LOCK_NAME).exists()  # released after the failure
 

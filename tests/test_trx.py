@@ -78,8 +78,23 @@ def test_every_parameter_gets_a_gradient() -> None:
     support.requires_grad_(True)
     out = head(support, support_labels, query)
     nn.functional.cross_entropy(out.logits, query_labels).backward()
+    # The value bias shifts a query's values and its prototypes alike (the attention sums to 1),
+    # so its gradient would be exactly zero: the head freezes it (see the next test), and every
+    # parameter left trainable gets a gradient.
+    frozen = [name for name, p in head.named_parameters() if not p.requires_grad]
+    assert frozen == [f"cross_transformers.{i}.value_map.bias" for i in range(2)]
     assert parameters_without_gradient(head) == []
     assert support.grad is not None and bool(support.grad.abs().sum() > 0)
+
+
+def test_logits_do_not_depend_on_the_value_bias() -> None:
+    head = small_head((2, 3)).eval()
+    support, support_labels, query, _ = make_task(3, 2, 2, (L, D))
+    before = head(support, support_labels, query).logits
+    with torch.no_grad():
+        for transformer in head.cross_transformers:
+            transformer.value_map.bias.add_(torch.randn(DOUT))
+    torch.testing.assert_close(head(support, support_labels, query).logits, before)
 
 
 def test_permuting_the_support_set_leaves_logits_unchanged() -> None:

@@ -17,13 +17,19 @@ For every cardinality w in Omega (TRX: {2, 3}; STRM's TRM: {2}):
 
 The tuple maps are never applied to concatenated tuples. A linear map of a concatenation is
 the sum of per-position maps, ``W [e_i; e_j] + b = W_1 e_i + W_2 e_j + b`` where
-``W = [W_1 | W_2]`` is split into w column blocks of width D. So each map projects the L
-frames once per tuple position, (videos, L, D') per position, and a tuple's projection is a
-gather and a sum: the same result as projecting the T concatenations with T/L times fewer
-multiply-adds (3.5x for pairs, 7x for triples at L = 8, backward pass alike). The attention
-of steps 4-6 is unchanged, so the whole head gains less than that (see
-``benchmarks/bench_heads.py``, which compares with the straightforward per-tuple, per-class
-formulation kept in ``benchmarks/reference_trx_loop.py``).
+``W = [W_1 | W_2]`` is split into w column blocks of width D. So each map projects, per tuple
+position, only the frames that position can hold (L-w+1 of them), the "pieces" (videos, R, D')
+of :func:`tuple_pieces`, and a tuple's projection is a product with a fixed 0/1 selection
+matrix (T, R): the same result as projecting the T concatenations with about T/(L-w+1) times
+fewer multiply-adds (4x for pairs, 9.3x for triples at L = 8, backward pass alike).
+
+Steps 4-6 never form the T tuples either: LayerNorm'd key products and the squared distances
+to the query-specific prototypes are expanded into Gram matrices of pieces (R + 1 = 15 / 19
+rows per video instead of T = 28 / 56 tuples), see :func:`key_scores` and
+:func:`prototype_distances`. The value bias cancels from the distances and is left out (its
+gradient is exactly zero). ``benchmarks/bench_heads.py`` compares the head with the
+straightforward per-tuple, per-class formulation kept in ``benchmarks/reference_trx_loop.py``
+and, given a clone of the released code (``--released-trx``), with the released code itself.
 
 Optional tuple subsampling (STRM Fig. 6 right, ``tuple_fraction < 1``): in training every
 task draws a fresh random subset of ``round(fraction * T)`` tuples (the same subset for all
@@ -47,6 +53,7 @@ from typing import Literal
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 from tqdm.auto import tqdm
 
 from .common import (
@@ -70,20 +77,153 @@ def frame_tuples(seq_len: int, cardinality: int) -> Tensor:
     return torch.tensor(list(itertools.combinations(range(seq_len), cardinality)), dtype=torch.long)
 
 
+class _PerPositionProjection(torch.autograd.Function):
+    """``cat_j(frames[:, lo_j:hi_j+1] @ W_j^T)`` over the tuple positions j, (videos, R, D_out).
+
+    The same as the plain expression with ``weight.split``, except for the backward pass:
+    autograd's backward of the split concatenates the w blocks' gradients into the weight's
+    layout, a copy of the whole (D_out, w*D) matrix per map and step; here each block's
+    gradient ``G_j^T X_j`` is written by its product straight into its columns.
+    """
+
+    @staticmethod
+    def forward(ctx, frames: Tensor, weight: Tensor, ranges: tuple[tuple[int, int], ...]) -> Tensor:
+        videos, _, dim = frames.shape
+        inputs = [frames[:, lo : hi + 1].reshape(-1, dim) for lo, hi in ranges]  # X_j: (videos*F_j, D)
+        blocks = weight.split(dim, dim=1)  # W_j: (D_out, D), views
+        pieces = torch.cat([(x @ w.T).view(videos, -1, w.shape[0]) for x, w in zip(inputs, blocks)], dim=1)
+        ctx.save_for_backward(weight, *inputs)
+        ctx.ranges, ctx.frames_shape = ranges, frames.shape
+        return pieces  # (videos, R, D_out)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None]:
+        weight, *inputs = ctx.saved_tensors
+        videos, _, dim = ctx.frames_shape
+        needs_frames, needs_weight = ctx.needs_input_grad[:2]
+        grad_frames = grad.new_zeros(ctx.frames_shape) if needs_frames else None
+        grad_weight = torch.empty_like(weight) if needs_weight else None
+        start = 0
+        for j, ((lo, hi), x) in enumerate(zip(ctx.ranges, inputs)):
+            columns = slice(j * dim, (j + 1) * dim)
+            g = grad[:, start : start + hi - lo + 1].reshape(-1, weight.shape[0])  # G_j: (videos*F_j, D_out)
+            start += hi - lo + 1
+            if needs_weight:
+                torch.mm(g.T, x, out=grad_weight[:, columns])  # dL/dW_j = G_j^T X_j, (D_out, D)
+            if needs_frames:
+                grad_frames[:, lo : hi + 1] += (g @ weight[:, columns]).view(videos, -1, dim)  # G_j W_j
+        return grad_frames, grad_weight, None
+
+
+def tuple_pieces(frames: Tensor, weight: Tensor, tuples: Tensor) -> tuple[Tensor, Tensor]:
+    """The per-frame pieces of a tuple map and the 0/1 matrix that sums them into tuples.
+
+    frames: (videos, L, D); weight: (D_out, w*D), ``W = [W_1 | ... | W_w]`` in blocks of D
+    columns; tuples: (T, w) frame indices. Position j of a tuple only ever holds frames
+    ``lo_j..hi_j`` (frames 0..L-w for the first position of ``combinations``), so block j is
+    applied to those ``F_j`` frames only (L-w+1 of L: 7/8 of the work for pairs, 3/4 for triples).
+
+    Returns ``pieces`` (videos, R, D_out) with R = sum_j F_j, row ``offset_j + (l - lo_j)`` holding
+    ``W_j x_l``, and ``selection`` (T, R) with ``selection[t, offset_j + t_j - lo_j] = 1``, so that
+    ``selection @ pieces`` is (videos, T, D_out), ``W [x_t1; ...; x_tw]`` for every tuple (no bias).
+    A product with ``selection`` is the tuple gather, and its backward is a product with its transpose.
+    """
+    lows, highs = tuples.min(dim=0).values.tolist(), tuples.max(dim=0).values.tolist()
+    pieces = _PerPositionProjection.apply(frames, weight, tuple(zip(lows, highs)))  # (videos, R, D_out)
+    widths = torch.tensor([hi - lo + 1 for lo, hi in zip(lows, highs)], device=tuples.device)  # (w,) F_j
+    offsets = widths.cumsum(0) - widths - torch.tensor(lows, device=tuples.device)  # (w,) offset_j - lo_j
+    selection = torch.zeros(tuples.shape[0], pieces.shape[1], dtype=frames.dtype, device=frames.device)
+    selection.scatter_(1, tuples + offsets, 1.0)  # (T, R)
+    return pieces, selection
+
+
 def project_tuples(frames: Tensor, linear: nn.Linear, tuples: Tensor) -> Tensor:
     """``linear`` applied to every frame tuple's concatenation, through the per-frame factorisation.
 
     frames: (videos, L, D); linear: ``Linear(w*D -> D_out)``; tuples: (T, w) frame indices.
     Returns (videos, T, D_out), equal to ``linear(cat(frames[:, t_1], ..., frames[:, t_w]))``:
     with ``W = [W_1 | ... | W_w]`` split into w blocks of D columns,
-    ``W [e_t1; ...; e_tw] + b = W_1 e_t1 + ... + W_w e_tw + b``.
+    ``W [e_t1; ...; e_tw] + b = W_1 e_t1 + ... + W_w e_tw + b`` (see :func:`tuple_pieces`).
     """
-    dim = frames.shape[-1]
-    projected = linear.bias  # (D_out,)
-    for position, block in enumerate(linear.weight.split(dim, dim=1)):  # W_j: (D_out, D), a view
-        per_frame = frames @ block.T  # (videos, L, D_out): W_j e_l for every frame l, once
-        projected = projected + per_frame[:, tuples[:, position]]  # gather frame t_j of every tuple: (videos, T, D_out)
-    return projected  # (videos, T, D_out)
+    pieces, selection = tuple_pieces(frames, linear.weight, tuples)  # (videos, R, D_out), (T, R)
+    return torch.matmul(selection, pieces) + linear.bias  # (videos, T, D_out)
+
+
+def key_scores(pieces: Tensor, bias: Tensor, norm: nn.LayerNorm, selection: Tensor, n_support: int) -> Tensor:
+    """Step 4's scores ``LayerNorm(key_qt) . LayerNorm(key_su) / sqrt(D')`` for every query tuple and
+    support tuple, up to a term that depends on the query tuple only (it cancels in the softmax
+    over support tuples).
+
+    pieces: (videos, R, D') key pieces of :func:`tuple_pieces`, supports first; bias: (D',);
+    selection: (T, R). Returns (queries, T, support videos * T).
+
+    With the bias as one more piece (selection column of ones), ``S = [selection | 1]``, and the
+    channel mean removed from every piece (the mean is linear), the centred key of tuple t is
+    ``n_t = S_t P`` with P (R+1, D'). LayerNorm gives ``k_t = g * n_t / s_t + beta``,
+    ``s_t = sqrt(|n_t|^2 / D' + eps)``, and
+
+        k_qt . k_su = S_t (G_q G_s^T) S_u^T / (s_qt s_su) + o_su + [o_qt + |beta|^2],
+        G = g * P,   o_t = (g * beta) . n_t / s_t,
+
+    the bracket being the dropped term. ``G_q G_s^T`` is a Gram matrix of R+1 pieces per video
+    pair instead of T tuples (19 vs 56 rows for triples at L = 8), and ``|n_t|^2 = S_t (P P^T) S_t^T``.
+    The scales go on the small factors: ``1 / s_su`` on the support side after the first selection
+    product, ``1 / s_qt`` on the rows of the query side's selection, and ``o_su`` is added by the
+    last product itself (``baddbmm``).
+    """
+    videos, rows, out_dim = pieces.shape
+    n_queries, n_tuples = videos - n_support, selection.shape[0]
+    pieces = torch.cat([pieces, bias.expand(videos, 1, out_dim)], dim=1)  # (videos, R+1, D')
+    centred = pieces - pieces.mean(dim=-1, keepdim=True)  # (videos, R+1, D'), P
+    selection = torch.cat([selection, selection.new_ones(n_tuples, 1)], dim=1)  # (T, R+1), S
+    squared = ((selection @ (centred @ centred.mT)) * selection).sum(-1)  # (videos, T): |n_t|^2
+    inverse_std = torch.rsqrt(squared / out_dim + norm.eps)  # (videos, T): 1 / s_t
+    support_scale, query_scale = inverse_std.split([n_support, n_queries])  # 1 / s_su, 1 / s_qt
+    support_scale = support_scale / math.sqrt(out_dim)  # (support, T), with the 1 / sqrt(D') of the scores
+    gain = norm.weight if norm.weight is not None else centred.new_ones(out_dim)  # (D',) g
+    support_gained, query_gained = (centred * gain).split([n_support, n_queries])  # G_s, G_q
+    gram = query_gained.flatten(0, 1) @ support_gained.flatten(0, 1).T  # (queries*(R+1), support*(R+1))
+    per_support = gram.view(n_queries, rows + 1, n_support, rows + 1) @ selection.T  # (queries, R+1, support, T)
+    per_support = (per_support * support_scale).view(n_queries, rows + 1, n_support * n_tuples)  # / s_su sqrt(D')
+    query_selection = selection * query_scale.unsqueeze(-1)  # (queries, T, R+1): S_t / s_qt
+    if norm.bias is None:
+        return query_selection @ per_support  # (queries, T, support*T)
+    offset = (centred[:n_support] @ (gain * norm.bias)) @ selection.T  # (support, T): (g * beta) . n_su
+    offset = (offset * support_scale).flatten()  # (support*T,) o_su / sqrt(D')
+    return torch.baddbmm(offset, query_selection, per_support)  # (queries, T, support*T)
+
+
+def prototype_distances(attention: Tensor, pieces: Tensor, selection: Tensor) -> Tensor:
+    """Steps 5-6 without forming the prototypes: ``sum_t |v_qt - p_qct|^2`` for every query and class.
+
+    attention: (queries, T, way, shots, T), the softmax over each class's support tuples;
+    pieces: (videos, R, D') value pieces of :func:`tuple_pieces`, the way*shots supports first
+    (class-major); selection: (T, R). Returns (queries, way).
+
+    The value bias cancels (the attention sums to 1): ``v_qt - p_qct = S_t V_q - sum_s B_s V_s`` with
+    ``B_s = a_s S`` (T, R), the attention on support video s moved onto its R pieces. Expanding,
+
+        |v_qt - p_qct|^2 = S_t (V_q V_q^T) S_t^T - 2 sum_s B_st (V_s V_q^T) S_t^T + B_t (V_c V_c^T) B_t^T
+
+    with ``V_c`` (shots*R, D') the pieces of class c and ``B_t`` (shots*R,) its folded attention:
+    Gram matrices of pieces (R = 14 rows for pairs, 18 for triples) instead of products of
+    queries*T prototypes with D' channels.
+    """
+    n_queries, n_tuples, way, shots = attention.shape[:4]
+    videos, rows, out_dim = pieces.shape
+    n_support = way * shots
+    support, query = pieces.split([n_support, n_queries])  # (way*shots, R, D'), (queries, R, D')
+    folded = (attention @ selection).flatten(3)  # (queries, T, way, shots*R), B
+    query_squared = ((selection @ (query @ query.mT)) * selection).sum(-1)  # (queries, T): |v_qt|^2
+    cross = query.flatten(0, 1) @ support.flatten(0, 1).T  # (queries*R, way*shots*R): V_q V_s^T
+    cross = selection @ cross.view(n_queries, rows, n_support * rows)  # (queries, T, way*shots*R)
+    cross = (folded * cross.view(n_queries, n_tuples, way, shots * rows)).sum(-1)  # (queries, T, way): v_qt . p_qct
+    class_pieces = support.reshape(way, shots * rows, out_dim)  # (way, shots*R, D'), V_c
+    gram = class_pieces @ class_pieces.mT  # (way, shots*R, shots*R)
+    per_class = folded.permute(2, 0, 1, 3).flatten(1, 2)  # (way, queries*T, shots*R)
+    squared = ((per_class @ gram) * per_class).sum(-1).view(way, n_queries, n_tuples)  # |p_qct|^2
+    return (query_squared.unsqueeze(-1) - 2 * cross + squared.permute(1, 2, 0)).sum(dim=1)  # (queries, way)
 
 
 class TemporalCrossTransformer(nn.Module):
@@ -114,6 +254,10 @@ class TemporalCrossTransformer(nn.Module):
         self.key_map = nn.Linear(cardinality * dim, out_dim)
         self.key_norm = nn.LayerNorm(out_dim)
         self.value_map = nn.Linear(cardinality * dim, out_dim)
+        # The value bias cancels from every distance (the attention sums to 1, step 6), so it never
+        # reaches the loss: frozen, so that the optimiser and DistributedDataParallel do not wait for
+        # a gradient that cannot come. It stays a parameter, so released checkpoints load unchanged.
+        self.value_map.bias.requires_grad_(False)
 
         # Step 2: the tuples, (T, w); not saved (they follow from seq_len and cardinality).
         tuples = frame_tuples(seq_len, cardinality)
@@ -146,29 +290,23 @@ class TemporalCrossTransformer(nn.Module):
         tuple over the class's support tuples, and the tuples used (T', w).
         """
         way, shots = support.shape[:2]
-        n_support = way * shots
+        n_support, n_queries = way * shots, query.shape[0]
         frames = torch.cat([support.flatten(0, 1), query])  # (videos, L, D), supports first
         frames = self.positional_encoding(frames)  # step 1
 
         tuples = self.active_tuples()  # (T, w), step 2
         n_tuples = tuples.shape[0]
-        keys = self.key_norm(project_tuples(frames, self.key_map, tuples))  # (videos, T, D'), step 3
-        values = project_tuples(frames, self.value_map, tuples)  # (videos, T, D')
-
-        support_keys = keys[:n_support].reshape(way, shots * n_tuples, self.out_dim)  # (way, shots*T, D')
-        support_values = values[:n_support].reshape(way, shots * n_tuples, self.out_dim)  # (way, shots*T, D')
-        query_keys, query_values = keys[n_support:], values[n_support:]  # (queries, T, D')
+        # Step 3 as per-frame pieces: a tuple's key / value is selection @ pieces (+ bias).
+        key_pieces, selection = tuple_pieces(frames, self.key_map.weight, tuples)  # (videos, R, D'), (T, R)
+        value_pieces, _ = tuple_pieces(frames, self.value_map.weight, tuples)  # (videos, R, D')
 
         # Step 4: every query tuple against every support tuple of each class, one softmax per class.
-        scores = torch.einsum("qtd,csd->qcts", query_keys, support_keys) / math.sqrt(self.out_dim)
-        attention = scores.softmax(dim=-1)  # (queries, way, T, shots*T)
-        # Step 5: query-specific class prototypes.
-        prototypes = torch.einsum("qcts,csd->qctd", attention, support_values)  # (queries, way, T, D')
-        # Step 6: squared distance over tuples and channels, divided by T.
-        difference = query_values.unsqueeze(1) - prototypes  # (queries, way, T, D')
-        distance = difference.pow(2).sum(dim=(-2, -1)) / n_tuples  # (queries, way)
-        attention = attention.view(query.shape[0], way, n_tuples, shots, n_tuples)
-        return -distance, attention, tuples
+        scores = key_scores(key_pieces, self.key_map.bias, self.key_norm, selection, n_support)
+        attention = scores.view(n_queries, n_tuples, way, shots * n_tuples).softmax(dim=-1)
+        attention = attention.view(n_queries, n_tuples, way, shots, n_tuples)
+        # Steps 5-6: squared distance to the query-specific prototypes, over tuples and channels, / T.
+        distance = prototype_distances(attention, value_pieces, selection) / n_tuples  # (queries, way)
+        return -distance, attention.transpose(1, 2), tuples  # attention (queries, way, T, shots, T)
 
 
 def check_features(name: str, x: Tensor, dims: int, seq_len: int, dim: int) -> None:
