@@ -108,13 +108,17 @@ def split_cache(
 
 @contextmanager
 def _output_form(backbone: nn.Module, output: str) -> Iterator[None]:
-    """``backbone.output`` set to ``output`` for the duration (restored afterwards)."""
-    saved = backbone.output
+    """``backbone.output`` set to ``output`` for the duration (restored afterwards); for
+    ``maps`` also the patch settings, which do not shape maps, to one value, so that the
+    cache's recorded settings are the same whichever head's backbone builds it."""
+    saved = backbone.output, backbone.patch_grid, backbone.patch_pool
     backbone.output = output
+    if output == "maps":
+        backbone.patch_grid, backbone.patch_pool = None, "max"
     try:
         yield
     finally:
-        backbone.output = saved
+        backbone.output, backbone.patch_grid, backbone.patch_pool = saved
 
 
 @torch.no_grad()
