@@ -70,6 +70,12 @@ class DataConfig:
     cache_views: int = 0
     """Augmented training views per video in the training split's cache (0: train on the
     test view only, without augmentation)."""
+    cache_form: str = field(default="head", metadata=_choices("head", "maps"))
+    """What the cache stores: ``head``, the form the head reads (frame vectors for the prototype
+    baseline and TRX, patches for STRM, maps for MASTAF: the smallest); ``maps``, the backbone's
+    feature maps, from which every head's form is derived when read, so that one cache in
+    ``<cache>/<split>_<weights hash>_maps`` serves all four methods (a shared ``data.cache``
+    folder; bigger: h*w times the frame vectors)."""
     synthetic_classes: int = 48
     synthetic_videos_per_class: int = 24
     synthetic_frames: int = 24

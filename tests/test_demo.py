@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from fsvid.config import load_config
-from fsvid.demo import demo_config, format_table, reversal_dataset, run_demo
+from fsvid.demo import METHODS, demo_config, format_table, regime_overrides, reversal_dataset, run_demo
 from fsvid.engine.data import locate_data, time_reversed_pairs
 
 TINY = [
@@ -38,11 +38,27 @@ def tiny(tmp_path, monkeypatch):
     return [f"data.root={tmp_path / 'synthetic'}", *TINY]
 
 
-def test_presets_share_the_data_and_differ_in_method():
-    configs = {m: demo_config(m) for m in ("prototype", "trx", "strm")}
-    assert {c.model.method for c in configs.values()} == {"prototype", "trx", "strm"}
+@pytest.mark.parametrize("regime", ["scratch", "pretrained"])
+def test_presets_share_the_data_and_differ_in_method(regime):
+    configs = {m: demo_config(m, regime=regime) for m in METHODS}
+    assert {c.model.method for c in configs.values()} == {"prototype", "trx", "strm", "mastaf"}
     assert len({str(c.data) for c in configs.values()}) == 1
+    backbones = {(c.model.backbone, c.model.backbone_weights, c.model.trainable, c.model.feature_dim) for c in configs.values()}
+    assert len(backbones) == 1  # the same backbone for every head
     assert len({(c.eval.seed, c.eval.tasks) for c in configs.values()}) == 1  # the same test tasks
+
+
+def test_the_pretrained_regime_is_a_frozen_backbone_on_cached_maps():
+    scratch, pretrained = demo_config("trx"), demo_config("trx", regime="pretrained")
+    assert (scratch.model.backbone, scratch.model.trainable, scratch.data.crop) == ("small_cnn", "all", 32)
+    model, data = pretrained.model, pretrained.data
+    assert (model.backbone, model.backbone_weights, model.trainable) == ("efficientnet_lite0", "imagenet", "none")
+    assert (data.synthetic_size, data.crop, data.cache_form, data.cache_views) == (128, 112, "maps", 1)
+    assert (scratch.train.tasks, pretrained.train.tasks) == (1200, 300)
+    assert pretrained.data.root != scratch.data.root and pretrained.name == "demo_trx_pretrained"
+    assert "data.crop=112" in regime_overrides("pretrained") and regime_overrides("scratch") == []
+    with pytest.raises(ValueError, match="unknown demo regime 'frozen'"):
+        regime_overrides("frozen")
 
 
 def test_reversal_tasks_hold_exactly_one_pair(tiny):
@@ -61,15 +77,16 @@ def test_reversal_tasks_hold_exactly_one_pair(tiny):
 
 def test_demo_runs_end_to_end_and_writes_its_table(tiny, tmp_path, capsys):
     results = run_demo(test_tasks=4, reversal_tasks_per_pair=2, output=tmp_path / "out", progress=False, overrides=tiny)
-    assert [r.method for r in results] == ["prototype", "trx", "strm"]
+    assert [r.method for r in results] == list(METHODS)
     pairs = len(time_reversed_pairs(load_config("demo_trx", tiny), "test"))
     for result in results:
         assert result.test.tasks == 4 and result.reversal.tasks == 2 * pairs
         assert 0.0 <= result.test.mean <= 100.0
     table = (tmp_path / "out" / "results.md").read_text()
-    assert "| TRX |" in table and "| STRM |" in table and "Prototypes" in table
+    assert "| TRX |" in table and "| STRM |" in table and "| MASTAF |" in table and "Prototypes" in table
     assert (tmp_path / "out" / "results.png").stat().st_size > 1000
-    assert "time-reversed pairs" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "time-reversed pairs" in printed and "total time" in printed and "mastaf: trained 8 tasks" in printed
 
 
 def test_the_prototype_baseline_is_blind_to_time_reversal(tiny):
@@ -101,3 +118,20 @@ def test_format_table_reports_the_paired_gain():
     ]
     table = format_table(results)
     assert "| TRX | 87.50 ± " in table and "+37.50 ± " in table
+
+
+def test_the_pretrained_regime_trains_the_heads_on_one_cache(tiny, tmp_path, capsys):
+    # EfficientNet-Lite0's ImageNet weights come with its pip package (nothing downloads)
+    overrides = [*tiny, "model.widths=null", "model.feature_dim=null"]
+    results = run_demo(test_tasks=4, reversal_tasks_per_pair=2, output=tmp_path / "out", progress=False,
+                       overrides=overrides, regime="pretrained")
+    assert [r.method for r in results] == list(METHODS)
+    for result in results:
+        assert result.test.tasks == 4 and 0.0 <= result.reversal.mean <= 100.0
+    printed = capsys.readouterr().out
+    assert "prototype: nothing to train (frozen backbone, parameter-free head)" in printed
+    assert "trx: trained 8 tasks" in printed and "mastaf: trained 8 tasks" in printed
+    assert "feature cache of the train, val and test videos" in printed and "pretrained regime" in printed
+    caches = sorted(p.name.split("_")[0] for p in (tmp_path / "out" / "cache").iterdir())
+    assert caches == ["test", "train", "val"]  # one cache of maps per split, for the four methods
+    assert all(p.name.endswith("_maps") for p in (tmp_path / "out" / "cache").iterdir())

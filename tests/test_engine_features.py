@@ -158,3 +158,116 @@ def test_validation_during_training_scores_features_computed_once(tiny_dataset, 
     assert built == ["val"] * len(rows)  # no features this time
     assert validation_rows(per_task.directory) == rows
     assert once.best_task == per_task.best_task
+
+
+# ----------------------------------------------------------------------------- the frozen-feature regime, every head
+
+#: Per method: what makes it trainable on a frozen backbone (the prototype baseline's only
+#: parameter is the cosine scale) and a cardinality that fits 4 frames.
+HEAD_OVERRIDES = {
+    "prototype": ["model.prototype_distance=cosine"],
+    "trx": [],
+    "strm": [],
+    "mastaf": [],
+}
+
+
+def frozen_config(dataset, folder, method, *extra):
+    return tiny_config(dataset, folder, f"model.method={method}", *HEAD_OVERRIDES[method], "model.trainable=none",
+                       "data.cache_views=2", "train.tasks=6", "train.val_every=6", "model.patch_grid=2", *extra)
+
+
+@pytest.mark.parametrize("form", ["head", "maps"])
+@pytest.mark.parametrize("method", ["prototype", "trx", "strm", "mastaf"])
+def test_every_head_trains_from_cached_features(method, form, tiny_dataset, tmp_path, fsvid_home, one_thread):
+    from fsvid.engine.data import episode_dataset, locate_data, split_class_names
+    from fsvid.engine.features import feature_episodes, split_cache
+    from fsvid.models import build_model, prediction_scores
+
+    root = tmp_path / "caches"
+    config = frozen_config(tiny_dataset, tmp_path / "run", method, f"data.cache={root}", f"data.cache_form={form}")
+    result = train(config, progress=False)
+    losses = [row["loss"] for row in result.history if row["split"] == "train"]
+    assert len(losses) == 3 and all(np.isfinite(losses))
+    assert [row["task"] for row in result.history if row["split"] == "val"] == [6]  # validation from the cache
+
+    location = locate_data(config, generate=False)
+    trained = load_checkpoint(tmp_path / "run" / "last.pt")["model"]
+    torch.manual_seed(config.train.seed)  # the initial model, as train() builds it
+    initial = build_model(config, n_global=len(split_class_names(location, "train"))).state_dict()
+    assert any(not torch.equal(trained[k], initial[k]) for k in initial if k.startswith("head."))
+    assert all(torch.equal(trained[k], initial[k]) for k in initial if k.startswith("backbone."))
+    suffix = "_maps" if form == "maps" else ""
+    assert sorted(p.name.split("_", 1)[0] + suffix for p in root.iterdir()) == [f"train{suffix}", f"val{suffix}"]
+
+    # the trained head on cached test-view features = the whole model on the test videos
+    model, _ = load_trained_model(tmp_path / "run", "last")
+    videos = episode_dataset(config, "test", 3, config.eval.seed, False, location, False)
+    features = feature_episodes(videos, split_cache(config, videos, model.backbone, "test", root, 0, False), False)
+    with torch.no_grad():
+        for index in range(3):
+            clips, cached = videos[index], features[index]
+            assert cached.support_videos == clips.support_videos and cached.query_videos == clips.query_videos
+            direct = prediction_scores(model(clips.support, clips.support_labels, clips.query))
+            from_cache = prediction_scores(model.head(cached.support, cached.support_labels, cached.query))
+            # float16 features: relative error ~1e-3
+            torch.testing.assert_close(from_cache, direct, rtol=2e-2, atol=2e-2 * float(direct.abs().max()))
+    evaluated = evaluate_run(tmp_path / "run", tasks=4, progress=False, cache=str(root), save=False)
+    assert evaluated.task_list == evaluate_run(tmp_path / "run", tasks=4, progress=False, cache=False, save=False).task_list
+
+
+def test_mastaf_trains_its_global_task_on_the_classes_of_cached_tasks(tiny_dataset, tmp_path, fsvid_home, one_thread):
+    """MASTAF's global classifier reads each training task's class indices among ALL training
+    classes: a cached task must carry the same ones as the task of videos."""
+    from fsvid.engine.data import episode_dataset, locate_data, split_class_names
+    from fsvid.engine.features import feature_episodes, split_cache
+    from fsvid.engine.training import task_loss
+    from fsvid.models import build_model
+
+    config = frozen_config(tiny_dataset, tmp_path / "run", "mastaf", "data.cache=auto", "data.cache_form=maps")
+    location = locate_data(config, generate=False)
+    videos = episode_dataset(config, "train", 4, config.train.seed, True, location, False)
+    n_global = len(split_class_names(location, "train"))
+    torch.manual_seed(0)
+    model = build_model(config, n_global=n_global)
+    cache = split_cache(config, videos, model.backbone, "train", tmp_path / "caches", 2, False)
+    episodes = feature_episodes(videos, cache, train=True)
+    for index in range(4):
+        assert torch.equal(episodes[index].class_indices, videos[index].class_indices)
+    assert int(episodes[0].class_indices.max()) < n_global == model.head.global_classifier.out_features
+    model.head.train()
+    episode = episodes[0]
+    output = model.head(episode.support, episode.support_labels, episode.query, episode.query_labels)
+    assert output.global_logits is not None and output.global_logits.shape[1] == n_global
+    loss = task_loss(config, output, episode)
+    loss.backward()
+    assert torch.isfinite(loss) and model.head.global_classifier.weight.grad.abs().sum() > 0
+
+
+def test_one_cache_of_maps_serves_all_four_heads(tiny_dataset, tmp_path, fsvid_home, one_thread):
+    root = tmp_path / "caches"
+    built = None
+    for method in ("trx", "prototype", "strm", "mastaf"):
+        grid = ["model.patch_grid=1"] if method == "strm" else []  # patch pooling does not shape the maps
+        config = frozen_config(tiny_dataset, tmp_path / method, method, f"data.cache={root}", "data.cache_form=maps",
+                               "train.tasks=2", "train.val_every=0", *grid)
+        train(config, progress=False)
+        shards = {str(p): p.stat().st_mtime_ns for p in root.rglob("shard_*.npy")}
+        built = built or shards
+        assert shards == built  # built by the first run, read by the others
+    assert sorted(p.name.rsplit("_", 2)[0] for p in root.iterdir()) == ["train"]
+    assert FeatureCache(next(root.iterdir())).feature_shape[:2] == (8, 4)  # (C, T, h, w) maps of 4 frames
+
+
+def test_a_cache_of_maps_is_refused_when_the_output_is_not_made_of_the_maps(tmp_path):
+    from fsvid.backbones import build_backbone
+    from fsvid.engine.features import check_maps_give_output
+
+    backbone = build_backbone("small_cnn", output="frames", feature_dim=8, widths=(8, 8, 8), trainable="none")
+    check_maps_give_output(backbone, frames=4, crop=32)  # frame vectors = the spatial mean of the maps
+    maps_of = backbone.forward_maps
+    # frame vectors of their own (as a ViT's class tokens), not the mean of the maps
+    backbone.forward_maps = lambda clips: (maps_of(clips)[0], maps_of(clips)[0].amax(dim=(3, 4)).transpose(1, 2))
+    with pytest.raises(ConfigError, match="SmallCNN backbone's 'frames' output is not a function of its feature maps"):
+        check_maps_give_output(backbone, frames=4, crop=32)
+    assert backbone.output == "frames"  # left as it was

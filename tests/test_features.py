@@ -18,10 +18,12 @@ from fsvid.backbones import build_backbone
 from fsvid.data import ClipTransform, EpisodeDataset, load_clip
 from fsvid.features import (
     CacheMismatchError,
+    CacheView,
     FeatureCache,
     FeatureEpisodeDataset,
     build_feature_cache,
     build_feature_cache_from_dataset,
+    OutputForm,
     evaluate_precomputed,
     write_feature_cache,
 )
@@ -303,3 +305,59 @@ def test_evaluate_precomputed_matches_the_head_on_feature_episodes(data: dict) -
         assert result.predicted[row].tolist() == episode.class_indices[predicted].tolist()
         assert result.true_classes[row].tolist() == episode.query_class_indices.tolist()
         assert result.accuracies[row] == pytest.approx(float((predicted == episode.query_labels).float().mean()))
+
+
+# ----------------------------------------------------------------------------- views of a cache of maps
+
+
+@pytest.fixture(scope="module")
+def maps_cache(data: dict, tmp_path_factory: pytest.TempPathFactory) -> FeatureCache:
+    """The backbone's (C, T, h, w) maps of the 12 videos, float32, 1 training view."""
+    backbone = copy.deepcopy(data["backbone"])
+    backbone.output = "maps"
+    folder = tmp_path_factory.mktemp("maps") / "cache"
+    return build_feature_cache_from_dataset(folder, data["dataset"], backbone, train_views=1, dtype="float32",
+                                            shard_size=5, progress=False)
+
+
+@pytest.mark.parametrize("output, grid", [("frames", 4), ("patches", 1), ("patches", None), ("positions", 4)])
+def test_a_view_of_maps_gives_every_output_form_of_the_backbone(data: dict, maps_cache: FeatureCache, output, grid):
+    backbone = copy.deepcopy(data["backbone"])
+    backbone.output, backbone.patch_grid = output, grid
+    view = CacheView(maps_cache, OutputForm.of(backbone))
+    assert maps_cache.feature_shape == (DIM, FRAMES, 2, 2)  # 32 px -> 2 x 2
+    for video in (0, 7, 11):
+        clip = load_clip(data["dataset"].videos[video], FRAMES, False, ClipTransform(False, resize=SIZE, crop=SIZE))
+        with torch.no_grad():
+            expected = backbone(clip.unsqueeze(0))  # (1, ...) in the backbone's own form
+        torch.testing.assert_close(view.features([video]), expected, rtol=1e-5, atol=1e-5)
+    assert view.feature_shape == tuple(expected.shape[1:]) and view.num_views == 2
+    torch.testing.assert_close(view.load_view(1)[3], OutputForm.of(backbone).apply(maps_cache.features([3], 1))[0])
+
+
+def test_a_view_keeps_some_videos_with_their_own_classes(data: dict, maps_cache: FeatureCache):
+    keys = [k for k in maps_cache.video_keys if k.startswith(("cherry/", "apple/"))][::-1]
+    view = CacheView(maps_cache, OutputForm("frames")).subset(keys)
+    assert view.video_keys == keys and view.class_names == ["apple", "cherry"]
+    assert view.video_classes.tolist() == [1, 1, 1, 0, 0, 0]
+    expected = OutputForm("frames").apply(maps_cache.features([maps_cache.video_keys.index(keys[1])]))
+    torch.testing.assert_close(view.features([1]), expected)
+    # tasks of the subset: the same as the video episodes of those videos
+    videos = EpisodeDataset([v for v in data["dataset"].videos if v.key in keys], way=2, shot=2, query=1, frames=FRAMES,
+                            train=False, num_tasks=5, seed=3, transform=ClipTransform(False, resize=SIZE, crop=SIZE),
+                            progress=False)
+    view = view.subset([v.key for v in videos.videos])
+    features = FeatureEpisodeDataset.like(videos, view)
+    assert [features[i].query_videos for i in range(5)] == [videos[i].query_videos for i in range(5)]
+    with pytest.raises(KeyError, match="1 videos are not in the feature cache"):
+        view.subset(["apple/v0", "fig/v9"])
+    with pytest.raises(IndexError, match="video indices must be in 0..5"):
+        view.features([6])
+
+
+def test_only_a_cache_of_maps_can_be_seen_in_another_form(data: dict):
+    with pytest.raises(ValueError, match=r"does not hold backbone maps .* cannot be seen as 'patches'"):
+        CacheView(data["cache"], OutputForm("patches"))
+    with pytest.raises(ValueError, match="unknown output form 'tokens'"):
+        OutputForm("tokens")
+    assert CacheView(data["cache"]).feature_shape == data["cache"].feature_shape  # as stored

@@ -22,7 +22,10 @@ the cache runs each video of a split once. The engine uses it in two ways:
 
 A split's cache lives in ``<root>/<split>_<first 12 hex digits of the backbone's weight
 hash>``, so caches of different weights never collide, and a cache folder shared by runs with
-the same frozen backbone is reused. ``<root>`` is ``data.cache`` (``auto``: the run folder's
+the same frozen backbone is reused. With ``data.cache_form=maps`` the folder is
+``<split>_<hash>_maps`` and holds the backbone's feature maps, read by every head in its own
+form through a :class:`fsvid.features.CacheView`, so runs of the four methods with the same
+frozen backbone and a shared ``data.cache`` folder run it once per video. ``<root>`` is ``data.cache`` (``auto``: the run folder's
 ``cache/``). Building a split's cache ahead of a run (``fsvid cache``) is
 :func:`fsvid.engine.runs.build_run_cache`.
 """
@@ -32,17 +35,22 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from fsvid.backbones import VideoBackbone
 from fsvid.features import (
     CacheMismatchError,
+    CacheView,
     FeatureCache,
     FeatureEpisodeDataset,
     build_feature_cache_from_dataset,
+    OutputForm,
     evaluate_precomputed,
     module_sha256,
 )
@@ -64,9 +72,11 @@ def cache_root(config: RunConfig, run_folder: Path) -> Path:
     return Path(config.data.cache).expanduser()
 
 
-def cache_folder(root: str | Path, split: str, backbone: nn.Module) -> Path:
-    """``<root>/<split>_<weights hash>``: the cache of ``split`` for these backbone weights."""
-    return Path(root) / f"{split}_{module_sha256(backbone)[:12]}"
+def cache_folder(root: str | Path, split: str, backbone: nn.Module, form: str = "head") -> Path:
+    """``<root>/<split>_<weights hash>`` (``form="maps"``: ``..._maps``): the cache of ``split``
+    for these backbone weights."""
+    suffix = "_maps" if form == "maps" else ""
+    return Path(root) / f"{split}_{module_sha256(backbone)[:12]}{suffix}"
 
 
 #: The run folder's folder for the features of evaluations that set no cache.
@@ -125,33 +135,80 @@ def split_cache(
     overwrite: bool = False,
     distributed: Distributed | None = None,
     dtype: str = "float16",
-) -> FeatureCache:
+) -> FeatureCache | CacheView:
     """The cache of ``dataset``'s videos for ``backbone``: opened, finished or built (by rank 0,
-    while the other processes wait); ``dtype``: the features on disk (float16 or float32)."""
+    while the other processes wait); ``dtype``: the features on disk (float16 or float32). With
+    ``data.cache_form=maps`` the cache holds the backbone's maps and is returned as a
+    :class:`fsvid.features.CacheView` in the backbone's own output form."""
     distributed = distributed or Distributed()
-    folder = cache_folder(root, split, backbone)
+    form = config.data.cache_form
+    folder = cache_folder(root, split, backbone, form)
     if distributed.main:
-        cache = build_feature_cache_from_dataset(
-            folder,
-            dataset,
-            backbone,
-            train_views=views,
-            backbone_name=config.model.backbone,
-            weights_file=config.model.backbone_weights if _is_file(config.model.backbone_weights) else None,
-            num_workers=config.data.workers,
-            overwrite=overwrite,
-            progress=progress,
-            dtype=dtype,
-        )
+        if form == "maps":
+            check_maps_give_output(backbone, config.data.frames, config.data.crop)
+        with _output_form(backbone, "maps") if form == "maps" else nullcontext():
+            build_feature_cache_from_dataset(
+                folder,
+                dataset,
+                backbone,
+                train_views=views,
+                backbone_name=config.model.backbone,
+                weights_file=config.model.backbone_weights if _is_file(config.model.backbone_weights) else None,
+                num_workers=config.data.workers,
+                overwrite=overwrite,
+                progress=progress,
+                dtype=dtype,
+            )
     distributed.barrier()
-    return cache if distributed.main else FeatureCache(folder)
+    cache = FeatureCache(folder)
+    return CacheView(cache, OutputForm.of(backbone)) if form == "maps" else cache
+
+
+@contextmanager
+def _output_form(backbone: nn.Module, output: str) -> Iterator[None]:
+    """``backbone.output`` set to ``output`` for the duration (restored afterwards); for
+    ``maps`` also the patch settings, which do not shape maps, to one value, so that the
+    cache's recorded settings are the same whichever head's backbone builds it."""
+    saved = backbone.output, backbone.patch_grid, backbone.patch_pool
+    backbone.output = output
+    if output == "maps":
+        backbone.patch_grid, backbone.patch_pool = None, "max"
+    try:
+        yield
+    finally:
+        backbone.output, backbone.patch_grid, backbone.patch_pool = saved
+
+
+@torch.no_grad()
+def check_maps_give_output(backbone: nn.Module, frames: int, crop: int) -> None:
+    """Raise ``ConfigError`` unless the backbone's output is its maps reshaped
+    (:func:`fsvid.backbones.base.shape_output`), checked on one random clip: false for a ViT
+    whose frame vectors are class tokens, which a cache of maps cannot give."""
+    if not isinstance(backbone, VideoBackbone):
+        raise ConfigError(f"data.cache_form=maps needs an fsvid VideoBackbone, got {type(backbone).__name__}")
+    was_training = backbone.training
+    backbone.eval()
+    clip = torch.rand(1, frames, 3, crop, crop, generator=torch.Generator().manual_seed(0))
+    clip = clip.to(next(backbone.parameters()).device)
+    form = OutputForm.of(backbone)
+    try:
+        direct = backbone(clip)
+        with _output_form(backbone, "maps"):
+            derived = form.apply(backbone(clip))
+    finally:
+        backbone.train(was_training)
+    if direct.shape != derived.shape or not torch.allclose(direct, derived, rtol=1e-4, atol=1e-5):
+        raise ConfigError(
+            f"data.cache_form=maps: the {type(backbone).__name__} backbone's {backbone.output!r} output is not "
+            "a function of its feature maps (class tokens?); use data.cache_form=head"
+        )
 
 
 def _is_file(value: str | None) -> bool:
     return value is not None and Path(value).expanduser().is_file()
 
 
-def feature_episodes(dataset: EpisodeDataset, cache: FeatureCache, train: bool) -> FeatureEpisodeDataset:
+def feature_episodes(dataset: EpisodeDataset, cache: FeatureCache | CacheView, train: bool) -> FeatureEpisodeDataset:
     """The tasks of ``dataset`` (same way, shot, queries, seed, number) on cached features;
     training tasks use the cache's augmented views when it has some, else the test view."""
     keys = [video.key for video in dataset.videos]
@@ -173,7 +230,7 @@ def feature_episodes(dataset: EpisodeDataset, cache: FeatureCache, train: bool) 
     )
 
 
-def precomputed_scorer(head: nn.Module, cache: FeatureCache, progress: bool = False):
+def precomputed_scorer(head: nn.Module, cache: FeatureCache | CacheView, progress: bool = False):
     """The fast per-video form of an eval-mode head, or ``None`` for heads without one: MASTAF,
     and STRM with the released query-class classifier (``qc_mode: released``), whose dropout
     stays on at test time, so that its score is drawn anew in every task (the head itself then

@@ -10,6 +10,9 @@ lets heads be trained and evaluated from it:
   :class:`CacheMismatchError` that names every setting a folder's cache differs in;
 - :mod:`~fsvid.features.build`: the backbone over every video, test view and augmented
   training views (:func:`build_feature_cache`, :func:`build_feature_cache_from_dataset`);
+- :mod:`~fsvid.features.views`: a store of backbone maps seen in another output form
+  (frames, patches, positions) or restricted to some videos (:class:`CacheView`), so that one
+  store serves every head;
 - :mod:`~fsvid.features.episodes`: the few-shot tasks of cached features
   (:class:`FeatureEpisodeDataset`, the same tasks as :class:`fsvid.data.EpisodeDataset`);
 - :mod:`~fsvid.features.evaluation`: many tasks scored from a precomputed head
@@ -45,12 +48,15 @@ from .settings import (
     video_list_settings,
 )
 from .store import CACHE_FORMAT, FeatureCache, write_feature_cache
+from .views import CacheView, OutputForm
 
 __all__ = [
     "CACHE_FORMAT",
     "CacheMismatchError",
+    "CacheView",
     "FeatureCache",
     "FeatureEpisodeDataset",
+    "OutputForm",
     "PrecomputedEvaluation",
     "backbone_settings",
     "build_feature_cache",

@@ -19,6 +19,7 @@ from fsvid.data.episodes import Episode, EpisodeDataset, QuerySampling, Task, Ta
 
 from .settings import CacheMismatchError, describe_video_lists
 from .store import FeatureCache
+from .views import CacheView
 
 
 class FeatureEpisodeDataset(Dataset):
@@ -32,12 +33,13 @@ class FeatureEpisodeDataset(Dataset):
     task, ``query`` (Q, *feature_shape)). ``train=False`` reads the test view (view 0); ``train=True`` picks for every video
     one of the training views ``1..train_views``, drawn from
     ``numpy.random.default_rng([seed, i, 1])`` (supports first, then queries), which needs a
-    cache built with ``train_views >= 1``.
+    cache built with ``train_views >= 1``. ``cache``: a store, its folder, or a
+    :class:`fsvid.features.CacheView` of one (another output form, some of its videos).
     """
 
     def __init__(
         self,
-        cache: FeatureCache | str | os.PathLike,
+        cache: FeatureCache | CacheView | str | os.PathLike,
         *,
         way: int = 5,
         shot: int = 5,
@@ -47,7 +49,7 @@ class FeatureEpisodeDataset(Dataset):
         seed: int = 0,
         query_sampling: QuerySampling = "per_class",
     ) -> None:
-        self.cache = cache if isinstance(cache, FeatureCache) else FeatureCache(cache)
+        self.cache = FeatureCache(cache) if isinstance(cache, (str, os.PathLike)) else cache
         if num_tasks < 0:
             raise ValueError(f"num_tasks must be non-negative, got {num_tasks}")
         if train and self.cache.train_views < 1:
@@ -62,11 +64,11 @@ class FeatureEpisodeDataset(Dataset):
 
     @classmethod
     def like(
-        cls, dataset: EpisodeDataset, cache: FeatureCache | str | os.PathLike, num_tasks: int | None = None
+        cls, dataset: EpisodeDataset, cache: FeatureCache | CacheView | str | os.PathLike, num_tasks: int | None = None
     ) -> FeatureEpisodeDataset:
         """The feature twin of ``dataset``: same way, shot, query, query sampling, train, seed (and
         ``num_tasks`` unless given); checks that the cache holds exactly its videos and classes."""
-        cache = cache if isinstance(cache, FeatureCache) else FeatureCache(cache)
+        cache = FeatureCache(cache) if isinstance(cache, (str, os.PathLike)) else cache
         keys = [v.key for v in dataset.videos]
         if keys != cache.video_keys or list(dataset.class_names) != cache.class_names:
             raise CacheMismatchError(
