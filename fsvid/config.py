@@ -13,6 +13,8 @@ list of valid ones), and saved next to every checkpoint and result.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import types
 import typing
 from dataclasses import dataclass, field
@@ -221,6 +223,14 @@ class ConfigError(ValueError):
 def to_dict(config: Any) -> dict[str, Any]:
     """A plain, YAML-ready dict of a config dataclass."""
     return dataclasses.asdict(config)
+
+
+def settings_digest(config: RunConfig, length: int = 10) -> str:
+    """A short hex digest of every setting of ``config`` except where it is saved (``name``,
+    ``output_dir``): two configurations share it exactly when they would train the same run,
+    so a folder named with it is reused only by the same settings."""
+    settings = {key: value for key, value in to_dict(config).items() if key not in ("name", "output_dir")}
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:length]
 
 
 def _field_types(cls: type) -> dict[str, Any]:

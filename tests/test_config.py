@@ -94,3 +94,13 @@ def test_missing_file_and_unknown_preset():
 def test_to_dict_is_plain():
     data = to_dict(RunConfig())
     assert yaml.safe_load(yaml.safe_dump(data)) == data
+
+
+def test_settings_digest_names_the_settings_not_the_folder() -> None:
+    from fsvid.config import settings_digest
+
+    base = load_config("synthetic_trx")
+    assert settings_digest(base) == settings_digest(load_config("synthetic_trx"))
+    assert settings_digest(base) == settings_digest(load_config("synthetic_trx", ["name=other", "output_dir=/tmp/elsewhere"]))
+    assert settings_digest(base) != settings_digest(load_config("synthetic_trx", ["model.backbone_chunks=2"]))
+    assert settings_digest(base) != settings_digest(load_config("synthetic_trx", ["train.seed=1"]))
