@@ -298,8 +298,9 @@ def _parameters(name: str, tmp_path: Path) -> dict:
         "01_data_and_splits": {"frames": 4, "task_index": 3, "interactive": True, "splits_dir": str(SHARED / "splits") if (SHARED / "splits").is_dir() else None},
         "02_backbones": {"image_size": 32, "frames": 4},
         "03_trm_tuples": {"seq_len": 6, "cardinalities": [2], "way": 2, "queries_per_class": 2, "interactive": True},
-        "04_strm_enrichment": {"seq_len": 4, "dim": 16, "way": 2, "queries_per_class": 2, "interactive": True},
-        "05_mastaf_attention_fusion": {"time": 1, "height": 2, "width": 2, "way": 2, "queries_per_class": 2, "n_global": 5,
+        "04_strm_enrichment": {"backbone": None, "seq_len": 4, "dim": 16, "way": 2, "queries_per_class": 2,
+                               "interactive": True},  # random features (the defaults, a frozen backbone, run under nbval)
+        "05_mastaf_attention_fusion": {"backbone": None, "time": 1, "height": 2, "width": 2, "way": 2, "queries_per_class": 2, "n_global": 5,
                                        "interactive": True},
         "06_losses": {"way": 2, "shot": 1, "queries_per_class": 3, "frames": 2},
         "07_training": {"preset": None, "overrides": TINY_TRAINING, "lr": 0.01, "name": "t07", "output_dir": str(tmp_path / "run"),
@@ -324,7 +325,7 @@ def _check_metrics(name: str, metrics: dict, tmp_path: Path) -> None:
     elif name == "02_backbones":
         assert metrics["shapes"]["resnet50"]["maps"] == [2, 2048, 4, 1, 1]
         assert metrics["shapes"]["vit_b_16"]["patches"] == [2, 4, 16, 768]
-        assert metrics["cache_feature_shape"] == [4, 128] and metrics["cache_videos"] == 96
+        assert metrics["cache_feature_shape"] == [4, 1280] and metrics["cache_videos"] == 96  # frozen EfficientNet-Lite0
     elif name == "03_trm_tuples":
         assert metrics["logits_shape"] == [4, 2] and metrics["attention_shapes"] == [[4, 2, 15, 2, 15]]  # shot 2
         assert metrics["trx_sees_order"] and metrics["prototypes_blind"]
