@@ -125,12 +125,15 @@ def reversal_dataset(config: RunConfig, pair: tuple[str, str], tasks: int, seed:
     )
 
 
-def test_features(model: FewShotModel, config: RunConfig, progress: bool = True) -> FeatureCache | CacheView | None:
-    """The test split's cached features for ``model``'s backbone when ``data.cache`` is set
-    (built on first use), else ``None``."""
-    if config.data.cache is None:
-        return None
+def test_features(model: FewShotModel, config: RunConfig, progress: bool = True) -> FeatureCache | CacheView:
+    """The test split's features from ``model``'s backbone, computed once (built on first use):
+    in ``data.cache`` when it is set (the pretrained regime's shared cache), else in the run
+    folder's ``cache/`` in float32 (the scratch regime's trained backbone: each video's test
+    clip once instead of once per task; the same tasks and the same scores)."""
     dataset = episode_dataset(config, "test", 1, config.eval.seed, False, locate_data(config, generate=False), progress)
+    if config.data.cache is None:
+        root = run_dir(config) / "cache"
+        return split_cache(config, dataset, model.backbone, "test", root, 0, progress, dtype="float32")
     return split_cache(config, dataset, model.backbone, "test", cache_root(config, run_dir(config)), 0, progress)
 
 

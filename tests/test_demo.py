@@ -54,7 +54,7 @@ def test_the_pretrained_regime_is_a_frozen_backbone_on_cached_maps():
     model, data = pretrained.model, pretrained.data
     assert (model.backbone, model.backbone_weights, model.trainable) == ("efficientnet_lite0", "imagenet", "none")
     assert (data.synthetic_size, data.crop, data.cache_form, data.cache_views) == (128, 112, "maps", 1)
-    assert (scratch.train.tasks, pretrained.train.tasks) == (1200, 300)
+    assert (scratch.train.tasks, pretrained.train.tasks) == (600, 300)
     assert pretrained.data.root != scratch.data.root and pretrained.name == "demo_trx_pretrained"
     assert "data.crop=112" in regime_overrides("pretrained") and regime_overrides("scratch") == []
     with pytest.raises(ValueError, match="unknown demo regime 'frozen'"):
