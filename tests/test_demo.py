@@ -135,3 +135,26 @@ def test_the_pretrained_regime_trains_the_heads_on_one_cache(tiny, tmp_path, cap
     caches = sorted(p.name.split("_")[0] for p in (tmp_path / "out" / "cache").iterdir())
     assert caches == ["test", "train", "val"]  # one cache of maps per split, for the four methods
     assert all(p.name.endswith("_maps") for p in (tmp_path / "out" / "cache").iterdir())
+
+
+@pytest.mark.parametrize("method", ["trx", "mastaf"])
+def test_scratch_evaluation_from_the_test_cache_equals_evaluation_from_the_videos(tiny, method):
+    """The scratch regime scores its test tasks from the trained backbone's features of each test
+    video, computed once: the same task accuracies as running the backbone on every task."""
+    import torch
+
+    from fsvid.demo import evaluate_tasks, test_features
+    from fsvid.engine import episode_dataset
+    from fsvid.engine.runs import run_dir
+    from fsvid.models import build_model
+
+    config = demo_config(method, False, tiny, "scratch")
+    location = locate_data(config, progress=False)
+    torch.manual_seed(0)
+    model = build_model(config, n_global=24).eval()
+    features = test_features(model, config, progress=False)
+    assert (run_dir(config) / "cache").is_dir()  # in the run folder: the scratch regime has no data.cache
+    dataset = episode_dataset(config, "test", 6, config.eval.seed, False, location, False)
+    from_videos = evaluate_tasks(model, dataset, None, progress=False).task_accuracies
+    from_cache = evaluate_tasks(model, dataset, features, progress=False).task_accuracies
+    np.testing.assert_array_equal(from_cache, from_videos)

@@ -310,7 +310,8 @@ def _parameters(name: str, tmp_path: Path) -> dict:
             "sweep": {"euclidean": [], "cosine": ["model.prototype_distance=cosine"]},
             "sweep_dir": str(tmp_path / "sweep"), "reversal_tasks": 2, "above_chance": None, "expect_better": [],
         },
-        "09_visualisations": {"train_tasks": 4, "frames": 4, "crop": 32, "task_index": 1, "interactive": True},
+        "09_visualisations": {"backbone": None, "train_tasks": 4, "frames": 4, "crop": 32, "task_index": 1,
+                              "interactive": True},  # the small CNN (the default, a frozen backbone, runs under nbval)
     }[name]
 
 
