@@ -399,8 +399,9 @@ def _read_yaml(source: str | Path, chain: tuple[str, ...] = ()) -> dict[str, Any
         loop = " -> ".join([*chain[chain.index(name):], name])
         raise ConfigError(f"'inherit' loops: {loop}")
     data = read_yaml_file(path, what="config file")
-    if data is None:
-        data = {}
+    if data is None:  # an empty file (or only comments) is more likely a mistake than a wish for the defaults
+        raise ConfigError(f"config file {path} is empty: it holds no settings (for the defaults, give no config; "
+                          "for a preset's settings, write `inherit: <preset>`)")
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: a config file must hold a mapping, got {type(data).__name__}")
     parent = data.pop("inherit", None)

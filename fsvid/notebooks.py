@@ -50,6 +50,7 @@ import argparse
 import json
 import logging
 import math
+import os
 import random
 import sys
 import time
@@ -366,7 +367,10 @@ def run_notebook(
         label: appended to the output names, ``<stem>-<label>.ipynb``; default: the parameter
             file's stem when ``parameters`` is a file, else nothing (``<stem>.ipynb``).
 
-    Raises :class:`NotebookError` when a cell fails.
+    The notebook runs into a hidden file beside the outputs; only when it has finished does it
+    replace the previous run's ``<stem>.ipynb`` and metrics. Raises :class:`NotebookError` when
+    a cell fails: the partly executed copy is then ``<stem>.failed.ipynb``, the previous run's
+    files are untouched.
     """
     import papermill
 
@@ -388,10 +392,11 @@ def run_notebook(
     stem = f"{notebook.stem}-{label}" if label else notebook.stem
     executed = output_dir / f"{stem}.ipynb"
     metrics_file = Path(params["metrics_path"]) if params.get("metrics_path") else output_dir / f"{stem}.metrics.json"
+    # The run writes beside the previous run's files, which stay until it has succeeded.
+    running = output_dir / f".{stem}.running-{os.getpid()}.ipynb"
+    running_metrics = metrics_file.with_name(f".{metrics_file.name}.running-{os.getpid()}")
     if "metrics_path" in declared:
-        params["metrics_path"] = str(metrics_file)
-    if metrics_file.exists():
-        metrics_file.unlink()  # never report a previous run's metrics
+        params["metrics_path"] = str(running_metrics)
 
     started = time.time()
     # papermill infers parameters line by line, so it warns about multi-line defaults such as
@@ -404,7 +409,7 @@ def run_notebook(
     try:
         papermill.execute_notebook(
             str(notebook),
-            str(executed),
+            str(running),
             parameters=params,
             kernel_name=kernel_name,
             progress_bar=progress,
@@ -414,13 +419,28 @@ def run_notebook(
             extra_arguments=KERNEL_ARGUMENTS,
         )
     except papermill.PapermillExecutionError as error:
+        failed = output_dir / f"{stem}.failed.ipynb"
+        os.replace(running, failed)
+        running_metrics.unlink(missing_ok=True)
+        kept = f"; {executed.name} of the previous run is untouched" if executed.exists() else ""
         raise NotebookError(
             f"{notebook.name} failed in cell {error.exec_count} ({error.ename}: {error.evalue}); "
-            f"the partly executed notebook is {executed}"
+            f"the partly executed notebook is {failed}{kept}"
         ) from error
+    except BaseException:
+        running.unlink(missing_ok=True)
+        running_metrics.unlink(missing_ok=True)
+        raise
     finally:
         translators.setLevel(translators_level)
         papermill_logger.removeFilter(_drop_unknown_parameter_warnings)
+    os.replace(running, executed)
+    if running_metrics.exists():
+        os.replace(running_metrics, metrics_file)
+    else:
+        metrics_file.unlink(missing_ok=True)  # never report a previous run's metrics
+    if "metrics_path" in declared:
+        params["metrics_path"] = str(metrics_file)
     return NotebookRun(executed, read_metrics(metrics_file), params, time.time() - started)
 
 

@@ -28,6 +28,17 @@ def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
 # ----------------------------------------------------------------------------- configuration
 
 
+@pytest.mark.parametrize("text", ["", "# only a comment\n", "\n\n"])
+def test_an_empty_config_file_is_refused_not_read_as_the_defaults(tmp_path: Path, capsys, text: str) -> None:
+    path = tmp_path / "run.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=rf"config file {path} is empty: it holds no settings"):
+        load_config(path)
+    code, out, err = run_cli(capsys, "train", "--config", str(path))
+    assert code != 0 and "is empty" in err and path.read_text() == text
+    assert not (tmp_path / "runs").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["run.yaml"]
+
+
 def test_an_inherit_loop_names_the_files(tmp_path: Path) -> None:
     a, b, c = tmp_path / "a.yaml", tmp_path / "b.yaml", tmp_path / "c.yaml"
     a.write_text(f"inherit: {b}\ntrain:\n  lr: 0.1\n")

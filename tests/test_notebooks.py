@@ -379,3 +379,23 @@ def test_notebook_runs_with_other_parameters(name: str, tmp_path: Path) -> None:
         widgets = [o for o in outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
         assert widgets, "interactive=True displays a widget"
     _check_metrics(name, run.metrics, tmp_path)
+
+
+def test_a_failed_run_leaves_the_previous_run_and_its_metrics_intact(tmp_path: Path) -> None:
+    source = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": nbs.KERNEL_NAME, "display_name": "fsvid",
+                                                               "language": "python"}})
+    parameters = nbformat.v4.new_code_cell("fail = False\nmetrics_path = None")
+    parameters.metadata["tags"] = ["parameters"]
+    source.cells = [parameters, nbformat.v4.new_code_cell(
+        "from fsvid.notebooks import save_metrics\nassert not fail, 'asked to fail'\nsave_metrics({'fail': fail}, metrics_path)")]
+    notebook = tmp_path / "tiny.ipynb"
+    nbformat.write(source, notebook)
+    out = tmp_path / "runs"
+    first = nbs.run_notebook(notebook, {}, out)
+    assert first.metrics == {"fail": False} and first.parameters["metrics_path"] == str(out / "tiny.metrics.json")
+    before = (first.notebook.read_bytes(), (out / "tiny.metrics.json").read_bytes())
+    with pytest.raises(nbs.NotebookError, match=r"asked to fail.*tiny\.failed\.ipynb.*tiny\.ipynb of the previous run is untouched"):
+        nbs.run_notebook(notebook, {"fail": True}, out)
+    assert (first.notebook.read_bytes(), (out / "tiny.metrics.json").read_bytes()) == before
+    assert (out / "tiny.failed.ipynb").is_file()
+    assert sorted(p.name for p in out.iterdir()) == ["tiny.failed.ipynb", "tiny.ipynb", "tiny.metrics.json"]  # no hidden leftovers
