@@ -23,6 +23,7 @@ from fsvid.experiments.claims import (
     claim_row,
     claims_csv_text,
     claims_markdown,
+    read_claim_notes,
     paired_seed_task_ci,
     protocol_table,
     t_quantile_975,
@@ -261,7 +262,21 @@ def test_rows_csv_and_markdown():
     markdown = claims_markdown(rows)
     assert "| supported | strm_beats_trx | STRM > TRX | 68.1 / 64.6 | 70.00 / 65.00 | +5.00 [+1.50, +8.50] | 3 x 10000 |" in markdown
     assert "| not run | ple_helps_trm |" in markdown
+    assert "What may explain" not in markdown  # nothing contradicted or inconclusive
     json.dumps(rows)  # plain values only
+
+
+def test_claims_markdown_gives_each_unsupported_claim_its_note():
+    rows = [claim_row(CLAIMS[2], ClaimStatistics(70.0, 65.0, 5.0, 1.5, 8.5, 3, 10000, 2.1)),
+            claim_row(CLAIMS[3], ClaimStatistics(60.0, 61.0, -1.0, -3.0, 1.0, 3, 10000, 2.0)),
+            claim_row(CLAIMS[4], ClaimStatistics(60.0, 66.0, -6.0, -9.0, -3.0, 3, 10000, 2.0))]
+    notes = read_claim_notes("intro, ignored\n## ple_helps_trm\nPLE has 4 patches here.\n\nA second line.\n"
+                             "## unrelated\nnot used\n")
+    assert notes["ple_helps_trm"] == "PLE has 4 patches here.\n\nA second line." and "intro" not in str(notes)
+    markdown = claims_markdown(rows, notes)
+    assert "### ple_helps_trm (inconclusive): PLE+TRM > TRM\n\nPLE has 4 patches here.\n\nA second line." in markdown
+    assert "### fle_helps_trm (contradicted): FLE+TRM > TRM\n\n(no note yet" in markdown
+    assert "### strm_beats_trx" not in markdown and "not used" not in markdown
 
 
 # ----------------------------------------------------------------------------- a real tiny protocol
@@ -295,7 +310,7 @@ def test_real_tiny_protocol_tunes_trains_evaluates_and_resumes(tiny_dataset, fsv
                                             jobs=2)  # two worker processes, as the protocol runs
     finally:
         torch.set_num_threads(threads)
-    assert [p.name for p in written] == ["claims.csv", "claims.md"]
+    assert [p.name for p in written] == ["claims.csv", "claims.md", "claims_accuracies.csv", "claims_strm_table1.png"]
     hyper = json.loads((tmp_path / "results" / "hyperparameters.json").read_text())
     assert set(hyper["families"]) == {"prototype", "trx"} and hyper["validation_tasks"] == 3
     for entry in hyper["families"].values():

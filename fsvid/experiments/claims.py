@@ -327,8 +327,28 @@ def claims_csv_text(rows: Sequence[Mapping[str, object]]) -> str:
     return buffer.getvalue()
 
 
-def claims_markdown(rows: Sequence[Mapping[str, object]]) -> str:
-    """``results/claims.md``: the verdict table, then how the intervals were computed."""
+#: Verdicts that need a paragraph on what may explain them.
+EXPLAINED_VERDICTS = ("contradicted", "inconclusive")
+
+
+def read_claim_notes(text: str) -> dict[str, str]:
+    """``{claim: paragraph}`` from a notes file: a ``## <claim name>`` heading, then its
+    paragraph(s), up to the next heading. Text before the first heading is ignored."""
+    notes: dict[str, list[str]] = {}
+    current = None
+    for line in text.splitlines():
+        if line.startswith("## "):
+            current = line[3:].strip()
+            notes[current] = []
+        elif current is not None:
+            notes[current].append(line)
+    return {name: "\n".join(lines).strip() for name, lines in notes.items()}
+
+
+def claims_markdown(rows: Sequence[Mapping[str, object]], notes: Mapping[str, str] | None = None) -> str:
+    """``results/claims.md``: the verdict table, then one paragraph per contradicted or
+    inconclusive claim from ``notes`` (``{claim: paragraph}``, written after the results, see
+    :func:`read_claim_notes`; a missing one is flagged as missing)."""
     lines = ["# The papers' claims on the synthetic set", "",
              "Protocol: `PROTOCOL.md` (committed before these runs). A - B in percentage points, averaged over "
              "training seeds and the shared test tasks; 95% interval over seeds and tasks (crossed two-level model, "
@@ -345,4 +365,11 @@ def claims_markdown(rows: Sequence[Mapping[str, object]]) -> str:
             size = f"{row['seeds']} x {row['test_tasks']}"
         lines.append(f"| {row['verdict']} | {row['claim']} | {row['comparison'].replace('|', '/')} | {published_pair} | "
                      f"{ours} | {difference} | {size} |")
-    return "\n".join(lines) + "\n"
+    explained = [row for row in rows if row["verdict"] in EXPLAINED_VERDICTS]
+    if explained:
+        lines += ["", "## What may explain the claims not supported here", ""]
+    for row in explained:
+        note = (notes or {}).get(str(row["claim"]), "")
+        lines += [f"### {row['claim']} ({row['verdict']}): {row['comparison']}", "",
+                  note or "(no note yet: add a paragraph under `## " + str(row["claim"]) + "` in `claim_notes.md`)", ""]
+    return "\n".join(lines).rstrip("\n") + "\n"

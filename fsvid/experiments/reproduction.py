@@ -269,12 +269,32 @@ def claim_statistics(claim: Claim, runs: Mapping[tuple[Side, int], PlannedRun], 
     return paired_seed_task_ci(arrays[claim.a], arrays[claim.b])
 
 
+#: The hand-written paragraphs on the claims not supported (``## <claim>`` sections), in ``results/``.
+CLAIM_NOTES = "claim_notes.md"
+
+
 def write_claims(rows: Sequence[Mapping[str, object]], results: Path) -> list[Path]:
+    """``claims.csv`` and ``claims.md`` (with the paragraphs of ``claim_notes.md`` when there)."""
     from fsvid.engine.checkpoint import atomic_write_text
+    from fsvid.experiments.claims import read_claim_notes
 
     results.mkdir(parents=True, exist_ok=True)
+    notes_file = results / CLAIM_NOTES
+    notes = read_claim_notes(notes_file.read_text(encoding="utf-8")) if notes_file.is_file() else {}
     return [atomic_write_text(results / "claims.csv", claims_csv_text(rows)),
-            atomic_write_text(results / "claims.md", claims_markdown(rows))]
+            atomic_write_text(results / "claims.md", claims_markdown(rows, notes))]
+
+
+def write_claim_figures(runs: Mapping[tuple[Side, int], PlannedRun], results: Path,
+                        claims: Sequence[Claim] = CLAIMS) -> list[Path]:
+    """``claims_accuracies.csv`` (each side's accuracy over seeds and tasks) and one figure
+    per paper table (:mod:`fsvid.experiments.claim_figures`); nothing while no side is done."""
+    from fsvid.experiments.claim_figures import draw_claim_figures, side_rows, write_accuracies
+
+    rows = side_rows(runs, claims)
+    if not rows:
+        return []
+    return [write_accuracies(rows, results / "claims_accuracies.csv"), *draw_claim_figures(rows, results)]
 
 
 def run_protocol(root: Path, results: Path, log: Callable[[str], Any] = print, progress: bool = False,
@@ -300,4 +320,4 @@ def run_protocol(root: Path, results: Path, log: Callable[[str], Any] = print, p
              for key, (_, run) in distinct.items()]
     in_parallel(execute_run, calls, jobs, log, [f"{side.name} seed {seed}" for (side, seed), _ in distinct.values()])
     rows = [claim_row(claim, claim_statistics(claim, runs)) for claim in claims]
-    return write_claims(rows, results)
+    return [*write_claims(rows, results), *write_claim_figures(runs, results, claims)]
