@@ -7,7 +7,7 @@ import pytest
 
 from fsvid.experiments.claim_figures import draw_claim_figures, side_interval, side_rows, write_accuracies
 from fsvid.experiments.claims import CLAIMS, paired_seed_task_ci
-from fsvid.experiments.reproduction import SEEDS, plan_claim_runs
+from fsvid.experiments.reproduction import PROTOCOL_BUDGET, SEEDS, plan_claim_runs
 from fsvid.experiments.results import load_results
 
 LEARNING_RATES = {"prototype": 0.001, "trx": 0.001, "strm": 0.001, "mastaf": 0.001}
@@ -41,7 +41,7 @@ def test_side_interval_is_the_claims_interval_against_zero():
 def test_side_rows_cover_every_side_once_and_read_each_seeds_tasks(tmp_path: Path):
     runs = plan_claim_runs(tmp_path, LEARNING_RATES)
     written = _fake_evaluations(runs)
-    rows = side_rows(runs)
+    rows = side_rows(runs, CLAIMS, SEEDS, PROTOCOL_BUDGET)
     names = [(r["sweep"], r["variant"]) for r in rows]
     assert len(names) == len(set(names))
     assert ("strm_lambda", "lambda=0.5") in names  # an override side joins the figure of the claim's other side
@@ -61,13 +61,13 @@ def test_a_side_with_a_missing_seed_has_no_row(tmp_path: Path):
     runs = plan_claim_runs(tmp_path, LEARNING_RATES)
     _fake_evaluations(runs)
     (runs[(CLAIMS[0].b, SEEDS[-1])].run_dir / "eval_test_tasks.npy").unlink()
-    assert ("strm_table1", "Prototypes") not in [(r["sweep"], r["variant"]) for r in side_rows(runs)]
+    assert ("strm_table1", "Prototypes") not in [(r["sweep"], r["variant"]) for r in side_rows(runs, CLAIMS, SEEDS, PROTOCOL_BUDGET)]
 
 
 def test_claim_figures_one_per_paper_table_from_the_written_csv(tmp_path: Path):
     runs = plan_claim_runs(tmp_path / "runs", LEARNING_RATES)
     _fake_evaluations(runs)
-    rows = side_rows(runs)
+    rows = side_rows(runs, CLAIMS, SEEDS, PROTOCOL_BUDGET)
     csv_path = write_accuracies(rows, tmp_path / "results" / "claims_accuracies.csv")
     again = load_results(csv_path)
     assert [(r["sweep"], r["variant"], r["accuracy"]) for r in again] == [(r["sweep"], r["variant"], r["accuracy"]) for r in rows]

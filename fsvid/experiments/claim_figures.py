@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from fsvid.experiments.claims import CLAIMS, Claim, Side, paired_seed_task_ci
+from fsvid.experiments.claims import Claim, Side, paired_seed_task_ci, reversal_sides
 from fsvid.experiments.definitions import PlannedRun
 
 #: The label under which a claim run appears in all its figures (``scale`` column).
@@ -71,12 +71,12 @@ def figure_sweep(side: Side, claim: Claim) -> str:
     return other.sweep
 
 
-def twin_variants(runs: Mapping[tuple[Side, int], PlannedRun], seed: int) -> dict[str, list[tuple[str, str]]]:
+def twin_variants(runs: Mapping[tuple[Side, int], PlannedRun], seed: int,
+                  budget: Sequence[str]) -> dict[str, list[tuple[str, str]]]:
     """For each claim run (by configuration key), the other sweeps' variants with the same
-    configuration at the protocol's budget (STRM is also ``strm_components/STRM``): the same
-    run belongs in each of those figures."""
+    configuration at the protocol's ``budget`` overrides (STRM is also
+    ``strm_components/STRM``): the same run belongs in each of those figures."""
     from fsvid.experiments.definitions import config_key, expand
-    from fsvid.experiments.reproduction import PROTOCOL_BUDGET
 
     keys = {config_key(run.config) for (_, s), run in runs.items() if s == seed}
     rates = {run.config.model.method: run.config.train.lr for run in runs.values()}
@@ -87,23 +87,22 @@ def twin_variants(runs: Mapping[tuple[Side, int], PlannedRun], seed: int) -> dic
             method = planned.config.model.method
             if method not in rates:
                 continue
-            extra = (*PROTOCOL_BUDGET, f"train.seed={seed}", f"train.lr={rates[method]}")
+            extra = (*budget, f"train.seed={seed}", f"train.lr={rates[method]}")
             key = config_key(expand(sweep, variants=[planned.variant], overrides=extra)[0].config)
             if key in keys:
                 twins.setdefault(key, []).append((sweep, planned.variant))
     return twins
 
 
-def side_rows(runs: Mapping[tuple[Side, int], PlannedRun], claims: Sequence[Claim] = CLAIMS,
-              seeds: Sequence[int] | None = None) -> list[dict[str, Any]]:
-    """One row per (figure, configuration) of ``claims`` whose runs are all evaluated: each
-    side in its figure, and again under every other variant with its configuration."""
+def side_rows(runs: Mapping[tuple[Side, int], PlannedRun], claims: Sequence[Claim], seeds: Sequence[int],
+              budget: Sequence[str]) -> list[dict[str, Any]]:
+    """One row per (figure, configuration) of ``claims`` whose runs (``seeds``, trained with the
+    ``budget`` overrides) are all evaluated: each side in its figure, and again under every other
+    variant with its configuration."""
     from fsvid.experiments.definitions import config_key
-    from fsvid.experiments.reproduction import SEEDS, reversal_sides
 
-    seeds = SEEDS if seeds is None else seeds
     reversal = reversal_sides(claims)
-    twins = twin_variants(runs, seeds[0])
+    twins = twin_variants(runs, seeds[0], budget)
     rows: dict[tuple[str, str], dict[str, Any]] = {}
     for claim in claims:
         for side in (claim.a, claim.b):

@@ -159,6 +159,11 @@ def claim_sides(claims: Sequence[Claim] = CLAIMS) -> list[Side]:
     return list(sides)
 
 
+def reversal_sides(claims: Sequence[Claim]) -> set[Side]:
+    """The sides of the claims on time-reversed pairs (their runs are also evaluated there)."""
+    return {side for claim in claims if claim.evaluation == "reversal" for side in (claim.a, claim.b)}
+
+
 def protocol_table(claims: Sequence[Claim] = CLAIMS) -> str:
     """The claims as the markdown table of ``results/PROTOCOL.md`` (a test checks it is there)."""
     lines = ["| claim | comparison (A > B) | A | B | paper | published A | published B | tasks |",

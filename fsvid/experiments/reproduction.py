@@ -38,6 +38,7 @@ from fsvid.experiments.claims import (
     claims_csv_text,
     claims_markdown,
     paired_seed_task_ci,
+    reversal_sides,
 )
 from fsvid.experiments.definitions import PlannedRun, expand, get_sweep, share_identical, slug
 from fsvid.experiments.running import check_folder_config, evaluation_done, reversal_done, training_finished
@@ -103,10 +104,6 @@ def plan_claim_runs(
             keys.append((side, seed))
             runs.append(side_run(side, seed, root, learning_rates[method]))
     return dict(zip(keys, share_identical(runs)))
-
-
-def reversal_sides(claims: Sequence[Claim]) -> set[Side]:
-    return {side for claim in claims if claim.evaluation == "reversal" for side in (claim.a, claim.b)}
 
 
 # ----------------------------------------------------------------------------- running
@@ -291,7 +288,7 @@ def write_claim_figures(runs: Mapping[tuple[Side, int], PlannedRun], results: Pa
     per paper table (:mod:`fsvid.experiments.claim_figures`); nothing while no side is done."""
     from fsvid.experiments.claim_figures import draw_claim_figures, side_rows, write_accuracies
 
-    rows = side_rows(runs, claims)
+    rows = side_rows(runs, claims, SEEDS, PROTOCOL_BUDGET)
     if not rows:
         return []
     return [write_accuracies(rows, results / "claims_accuracies.csv"), *draw_claim_figures(rows, results)]
