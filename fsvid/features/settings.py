@@ -20,6 +20,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from fsvid.files import file_sha256
+
 #: How many names (videos, classes) an error message lists.
 NAMES_SHOWN = 5
 
@@ -40,15 +42,6 @@ def module_sha256(module: nn.Module) -> str:
         data = tensor.detach().to("cpu").contiguous()
         digest.update(f"{name}:{data.dtype}:{tuple(data.shape)};".encode())
         digest.update(data.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """SHA-256 of a file's bytes, read in 16 MiB pieces."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 24), b""):
-            digest.update(block)
     return digest.hexdigest()
 
 

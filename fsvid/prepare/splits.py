@@ -23,7 +23,6 @@ benchmark               what                        train         val         te
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import urllib.request
@@ -33,6 +32,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from fsvid.files import file_sha256
 from fsvid.paths import fsvid_home
 
 #: Where :func:`get_splits` downloads from: ``<TRX_SPLITS_URL>/<benchmark>/<file>``.
@@ -113,19 +113,10 @@ def split_url(relative: str) -> str:
     return f"{TRX_SPLITS_URL}/{relative}"
 
 
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def check_sha256(path: str | os.PathLike, expected: str, what: str | None = None) -> None:
     """Raise :class:`SplitChecksumError` unless ``path`` has sha256 ``expected``.
     ``what`` says where the file came from (e.g. a URL) in the message."""
-    actual = sha256_file(path)
+    actual = file_sha256(path)
     if actual != expected:
         origin = f" (from {what})" if what else ""
         raise SplitChecksumError(
@@ -203,7 +194,7 @@ def _get_one(rel: str, expected: str, target: Path, src: Path | None, overwrite:
              download: Callable[[str, Path], None]) -> None:
     """Put one checked list at ``target`` (see :func:`get_splits`)."""
     if target.is_file():
-        actual = sha256_file(target)
+        actual = file_sha256(target)
         if actual == expected:
             return
         if not overwrite:
@@ -268,7 +259,7 @@ def benchmark_split_files(
 
 def identify_split_file(path: str | os.PathLike) -> tuple[Benchmark, str] | None:
     """``(benchmark, split)`` when ``path`` is byte-identical to a standard list, else None."""
-    digest = sha256_file(path)
+    digest = file_sha256(path)
     for rel, sha in SPLIT_SHA256.items():
         if sha == digest:
             name, file = rel.split("/")
