@@ -352,3 +352,30 @@ def test_cli_reproduce_and_claims_run_the_protocol(tmp_path, monkeypatch, capsys
     assert cli.main(["claims", "--tune-only", "--jobs", "1", "--output", str(tmp_path / "runs")]) == 0
     assert calls == [(fsvid_home / "sweeps" / "claims", tmp_path, False, 2), (tmp_path / "runs", Path("results"), True, 1)]
     assert str(tmp_path / "claims.csv") in capsys.readouterr().out
+
+
+# ----------------------------------------------------------------------------- the committed results
+
+
+def test_committed_claims_file_holds_the_protocols_claims_at_full_power():
+    """results/claims.csv: every claim of the protocol, in order, each with >= 3 seeds and
+    >= 10,000 shared test tasks, and the verdict its interval gives."""
+    with (ROOT / "results" / "claims.csv").open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        assert tuple(reader.fieldnames) == CLAIM_FIELDS
+        rows = list(reader)
+    assert [row["claim"] for row in rows] == [claim.name for claim in CLAIMS]
+    for row, claim in zip(rows, CLAIMS):
+        assert row["comparison"] == claim.comparison and row["paper"] == claim.paper
+        assert int(row["seeds"]) >= 3 and int(row["test_tasks"]) >= 10_000
+        low, high, difference = float(row["ci_low"]), float(row["ci_high"]), float(row["difference"])
+        assert low <= difference <= high
+        assert difference == pytest.approx(float(row["a_accuracy"]) - float(row["b_accuracy"]), abs=0.02)
+        assert row["verdict"] == verdict(low, high)
+    markdown = (ROOT / "results" / "claims.md").read_text(encoding="utf-8")
+    for row in rows:
+        if row["verdict"] in ("contradicted", "inconclusive"):
+            assert f"### {row['claim']} ({row['verdict']})" in markdown
+    assert "(no note yet" not in markdown  # every claim not supported has its paragraph
+    hyper = json.loads((ROOT / "results" / "hyperparameters.json").read_text(encoding="utf-8"))
+    assert set(hyper["families"]) == {"prototype", "trx", "strm", "mastaf"}
