@@ -118,18 +118,11 @@ def side_rows(runs: Mapping[tuple[Side, int], PlannedRun], claims: Sequence[Clai
 
 def write_accuracies(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
     """``rows`` as a results CSV (the columns of :data:`fsvid.experiments.results.CSV_FIELDS`)."""
-    import csv
-    import io
-
     from fsvid.engine.checkpoint import atomic_write_text
-    from fsvid.experiments.results import CSV_FIELDS
+    from fsvid.experiments.results import csv_text
 
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
     path.parent.mkdir(parents=True, exist_ok=True)
-    return atomic_write_text(path, buffer.getvalue())
+    return atomic_write_text(path, csv_text(rows))
 
 
 def draw_claim_figures(rows: Sequence[Mapping[str, Any]], out: Path, dpi: int = 100) -> list[Path]:

@@ -86,12 +86,13 @@ def write_rows(path: str | Path, rows: Sequence[Mapping[str, Any]]) -> Path:
     merged: dict[tuple[str, ...], Mapping[str, Any]] = {_row_key(r): r for r in read_csv(path)}
     for row in rows:
         merged[_row_key(row)] = row
-    buffer = _csv_text(list(merged.values()))
+    buffer = csv_text(list(merged.values()))
     path.parent.mkdir(parents=True, exist_ok=True)
     return atomic_write_text(path, buffer)
 
 
-def _csv_text(rows: Sequence[Mapping[str, Any]]) -> str:
+def csv_text(rows: Sequence[Mapping[str, Any]]) -> str:
+    """``rows`` as results-CSV text (the columns of :data:`CSV_FIELDS`, others ignored)."""
     import io
 
     buffer = io.StringIO()
