@@ -46,7 +46,14 @@ from fsvid.engine import evaluate_model, locate_data, train
 from fsvid.engine.data import episode_dataset, split_class_names, time_reversed_pairs
 from fsvid.engine.distributed import resolve_device
 from fsvid.engine.evaluate import EvalResult
-from fsvid.engine.features import cache_root, evaluate_from_cache, feature_episodes, split_cache
+from fsvid.engine.features import (
+    EvaluationFeatures,
+    discard_features,
+    evaluate_from_cache,
+    evaluation_features,
+    feature_episodes,
+    split_cache,
+)
 from fsvid.engine.metrics import Accuracy, mean_and_ci, paired_difference
 from fsvid.engine.runs import build_run_cache, load_trained_model, run_dir
 from fsvid.features import CacheView, FeatureCache
@@ -125,16 +132,19 @@ def reversal_dataset(config: RunConfig, pair: tuple[str, str], tasks: int, seed:
     )
 
 
-def test_features(model: FewShotModel, config: RunConfig, progress: bool = True) -> FeatureCache | CacheView:
-    """The test split's features from ``model``'s backbone, computed once (built on first use):
-    in ``data.cache`` when it is set (the pretrained regime's shared cache), else in the run
-    folder's ``cache/`` in float32 (the scratch regime's trained backbone: each video's test
-    clip once instead of once per task; the same tasks and the same scores)."""
+def test_features(
+    model: FewShotModel, config: RunConfig, progress: bool = True
+) -> tuple[FeatureCache | CacheView | None, EvaluationFeatures | None]:
+    """The test split's features from ``model``'s backbone, computed once, where
+    :func:`fsvid.engine.features.evaluation_features` puts an evaluation's features (the
+    pretrained regime's shared ``data.cache``; for the scratch regime's trained backbone the run
+    folder's ``eval_features/``, float32, to be removed after use), and that plan; ``(None,
+    None)`` when the test clips change from task to task (then each task runs the backbone)."""
+    plan = evaluation_features(config, run_dir(config))
+    if plan is None:
+        return None, None
     dataset = episode_dataset(config, "test", 1, config.eval.seed, False, locate_data(config, generate=False), progress)
-    if config.data.cache is None:
-        root = run_dir(config) / "cache"
-        return split_cache(config, dataset, model.backbone, "test", root, 0, progress, dtype="float32")
-    return split_cache(config, dataset, model.backbone, "test", cache_root(config, run_dir(config)), 0, progress)
+    return split_cache(config, dataset, model.backbone, "test", plan.root, 0, progress, dtype=plan.dtype), plan
 
 
 def evaluate_tasks(
@@ -227,10 +237,14 @@ def run_demo(
         seconds = time.time() - began
         print(f"[{_clock(started)}] {method}: {what}, {seconds:.0f} s")
         began = time.time()
-        features = test_features(model, config, progress)
-        test_set = episode_dataset(config, "test", test_tasks, config.eval.seed, False, location, progress)
-        test = evaluate_tasks(model, test_set, features, progress)
-        reversal = reversal_accuracies(model, config, per_pair, features, progress)
+        features, plan = test_features(model, config, progress)
+        try:
+            test_set = episode_dataset(config, "test", test_tasks, config.eval.seed, False, location, progress)
+            test = evaluate_tasks(model, test_set, features, progress)
+            reversal = reversal_accuracies(model, config, per_pair, features, progress)
+        finally:
+            if plan is not None and not plan.kept:  # a trained backbone's features serve this evaluation only
+                discard_features(features, plan)
         evaluated = time.time() - began
         print(f"[{_clock(started)}] {method}: evaluated {test_tasks} test and {reversal.size} time-reversal tasks, "
               f"{evaluated:.0f} s")

@@ -87,6 +87,11 @@ def test_demo_runs_end_to_end_and_writes_its_table(tiny, tmp_path, capsys):
     assert (tmp_path / "out" / "results.png").stat().st_size > 1000
     printed = capsys.readouterr().out
     assert "time-reversed pairs" in printed and "total time" in printed and "mastaf: trained 8 tasks" in printed
+    from fsvid.engine.runs import run_dir
+
+    for method in METHODS:  # the trained backbones' test features were for that evaluation only
+        folder = run_dir(demo_config(method, False, tiny))
+        assert (folder / "best.pt").is_file() and not (folder / "eval_features").exists()
 
 
 def test_the_prototype_baseline_is_blind_to_time_reversal(tiny):
@@ -152,8 +157,9 @@ def test_scratch_evaluation_from_the_test_cache_equals_evaluation_from_the_video
     location = locate_data(config, progress=False)
     torch.manual_seed(0)
     model = build_model(config, n_global=24).eval()
-    features = test_features(model, config, progress=False)
-    assert (run_dir(config) / "cache").is_dir()  # in the run folder: the scratch regime has no data.cache
+    features, plan = test_features(model, config, progress=False)
+    # in the run folder, as any evaluation of a trained backbone keeps them: for this evaluation only
+    assert features.folder.parent == run_dir(config) / "eval_features" and not plan.kept
     dataset = episode_dataset(config, "test", 6, config.eval.seed, False, location, False)
     from_videos = evaluate_tasks(model, dataset, None, progress=False).task_accuracies
     from_cache = evaluate_tasks(model, dataset, features, progress=False).task_accuracies

@@ -299,6 +299,12 @@ def evaluate_with_features(
         if not plan.kept:
             distributed.barrier()  # every process is done with them
             if distributed.main:
-                shutil.rmtree(features.folder, ignore_errors=True)
-                with contextlib.suppress(OSError):
-                    plan.root.rmdir()  # when empty
+                discard_features(features, plan)
+
+
+def discard_features(features: FeatureCache, plan: EvaluationFeatures) -> None:
+    """Remove an evaluation's features that ``plan`` does not keep, and ``plan.root`` when it
+    is then empty."""
+    shutil.rmtree(features.folder, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        plan.root.rmdir()  # when empty
